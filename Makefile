@@ -1,0 +1,46 @@
+# Everything runs inside .venv/ in the repo root; `make install` creates it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= outputs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo lint format clean
+
+install: $(STAMP)
+
+# torch is pinned first so nothing later can pull a multi-GB CUDA build; deepspeed builds from source
+# against that torch, so it goes in without build isolation.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-build-isolation setuptools wheel deepspeed
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+# The main job on the embedded default: the tiny sweep on the synthetic suite, then the scaling-law fit.
+demo: install
+	$(PY) -m vlmscale.train +sweep=tiny hydra.sweep.dir=$(DEMO_DIR)/sweep
+	$(PY) -m analysis table $(DEMO_DIR)/sweep --out $(DEMO_DIR)/results.csv
+	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/avg --out $(DEMO_DIR)/fit
+	@echo "results table: $(DEMO_DIR)/results.csv"
+	@echo "fit and plots: $(DEMO_DIR)/fit/"
+
+lint: install
+	$(PY) -m ruff check vlmscale analysis tests benchmarks
+	$(PY) -m ruff format --check vlmscale analysis tests benchmarks
+
+format: install
+	$(PY) -m ruff format vlmscale analysis tests benchmarks
+	$(PY) -m ruff check --fix vlmscale analysis tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
