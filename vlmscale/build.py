@@ -1,0 +1,145 @@
+"""From a composed config to live objects: tokenizer, VLM, Lightning module, data module, trainer, loggers.
+
+Each config group's keys are the keyword arguments of the builder it feeds (see docs/ARCHITECTURE.md), so
+this file is wiring only: no architecture, no data logic, no training logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig, OmegaConf
+
+from vlmscale.launch import SaveOnInterrupt, register_active_run
+from vlmscale.lit import VLMDataModule, VLMLightningModule, init_from_checkpoint
+
+log = logging.getLogger("vlmscale.build")
+
+
+def plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def build_tokenizer(cfg: DictConfig):
+    from vlmscale.data import load_tokenizer
+
+    pretrained = cfg.llm.get("tokenizer") or cfg.llm.get("pretrained")
+    return load_tokenizer(pretrained, cache_dir=cfg.paths.cache_dir)
+
+
+def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
+    from vlmscale.models import build_vlm
+
+    tokenizer = build_tokenizer(cfg)
+    vlm = build_vlm(
+        llm=plain(cfg.llm),
+        vision=plain(cfg.vision),
+        projector=plain(cfg.projector),
+        visual_tokens=int(cfg.visual_tokens),
+        tokenizer=tokenizer,
+    )
+    if cfg.get("init_from"):
+        loaded = init_from_checkpoint(vlm, cfg.init_from)
+        log.info("initialised %s from %s", ", ".join(loaded), cfg.init_from)
+    elif cfg.stage == "finetune":
+        log.warning("stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: projector is untrained")
+    module = VLMLightningModule(
+        vlm,
+        tokenizer,
+        stage=cfg.stage,
+        optim=plain(cfg.optim),
+        eval=plain(cfg.eval_during_training),
+        gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
+        # Frozen parts loadable again by name need not fill checkpoints; randomly initialised ones must.
+        reloadable_parts=tuple(
+            part for part in ("vision", "llm") if cfg[part].get("pretrained")
+        ),
+    )
+    return module, tokenizer
+
+
+def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule:
+    from vlmscale.data import build_datasets, make_collate
+
+    data_cfg = plain(cfg.data)
+    datasets = build_datasets(**data_cfg["datasets"], tokenizer=tokenizer, image_processor=vlm.vision.image_processor)
+    loader = data_cfg.get("loader", {})
+    return VLMDataModule(
+        datasets,
+        collate_fn=make_collate(tokenizer),
+        batch_size=loader.get("batch_size", 16),
+        eval_batch_size=loader.get("eval_batch_size"),
+        num_workers=loader.get("num_workers", 0),
+        seed=int(cfg.seed),
+    )
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    """CSV always (the run folder keeps its own metrics.csv); the `logger` group adds others (e.g. wandb)."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        kwargs: dict[str, Any] = {}
+        if name == "wandb":
+            kwargs.update(offline=wandb_offline(), save_dir=str(run_dir))
+        loggers.append(instantiate(node, **kwargs))
+    return loggers
+
+
+def wandb_offline() -> bool:
+    """Offline when WANDB_MODE says so or there is no API key (a run must never hang asking for one)."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun"):
+        return True
+    if mode == "online":
+        return False
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or Path("~/.netrc").expanduser().is_file()
+    return not has_key
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    ckpt_dir = run_dir / "checkpoints"
+    every = int(cfg.checkpoint.every_n_train_steps)
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=every),
+        SaveOnInterrupt(ckpt_dir / "last.ckpt"),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    plugins: list[Any] = []
+    if SLURMEnvironment.detect():
+        # submitit owns requeueing (vlmscale/launch.py); Lightning's would fight it.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer = instantiate(
+        cfg.trainer,
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg, run_dir),
+        callbacks=build_callbacks(cfg, run_dir),
+        plugins=plugins or None,
+    )
+    register_active_run(trainer, run_dir / "checkpoints" / "last.ckpt")
+    return trainer
+
+
+def text_tokens_of(dataset: Iterable[dict[str, Any]]) -> float:
+    """Mean text tokens Q of the evaluation prompts (the prompt minus its <image> placeholder)."""
+    total = count = 0
+    for item in dataset:
+        total += len(item["prompt_ids"]) - int(item.get("pixel_values") is not None)
+        count += 1
+    if count == 0:
+        raise ValueError("the evaluation split is empty; cannot measure text tokens Q")
+    return total / count

@@ -1,0 +1,128 @@
+"""A run's outcome is one file, `result.json`, written once and atomically; a sweep is a folder of them.
+
+Atomic = written to a temp file in the same folder, fsync'd, then `os.replace`d over the target, so a reader
+(or a crash, or 50 concurrent writers in one sweep) never sees half a file. The analysis package reads these
+files back (`analysis.collect`); nothing here depends on torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+SCHEMA_VERSION = 1
+
+# Keys that do not change what a run computes: they are left out of the config hash, so moving a sweep,
+# changing threads or logging, or resuming does not make a finished point look new.
+NON_SEMANTIC_KEYS = frozenset({"hydra", "paths", "logger", "threads", "resume", "run_dir", "progress_bar"})
+
+
+def config_hash(config: Mapping[str, Any], ignore: frozenset[str] = NON_SEMANTIC_KEYS) -> str:
+    """Stable short hash of the parts of a (resolved, plain-dict) config that determine the result."""
+    semantic = {k: v for k, v in config.items() if k not in ignore}
+    blob = json.dumps(semantic, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def git_sha(cwd: str | Path | None = None) -> str:
+    """The commit the code ran at (`+dirty` when the tree had changes), or 'unknown' outside a git checkout."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty else sha
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: they become null (and the caller records which metric it was)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _json_safe(value.item())
+    return value
+
+
+def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write `payload` to `path` so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_json_safe(dict(payload)), fh, indent=2, sort_keys=False, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's result, or None when there is none yet. A corrupt file raises with its path named."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); delete it to re-run this point, the rest of the sweep is unaffected"
+        ) from err
+
+
+def is_done(run_dir: str | Path, expected_hash: str) -> bool:
+    """True when the run folder already holds a successful result for this exact configuration."""
+    try:
+        result = read_result(run_dir)
+    except ValueError:
+        return False
+    return bool(result) and result.get("status") == "done" and result.get("config_hash") == expected_hash
+
+
+def failure_record(error: BaseException) -> dict[str, str]:
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+    }
+
+
+def non_finite_metrics(metrics: Mapping[str, Any]) -> list[str]:
+    return [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+
+
+def write_result(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write a run's `result.json`. Non-finite metrics are stored as null and listed under `nan_metrics`
+    (JSON has no NaN); the record is otherwise written as given, with the schema version stamped."""
+    record = dict(record)
+    record.setdefault("schema", SCHEMA_VERSION)
+    bad = non_finite_metrics(record.get("metrics", {}))
+    if bad:
+        record["nan_metrics"] = bad
+    return write_json_atomic(Path(run_dir) / RESULT_FILE, record)

@@ -1,0 +1,149 @@
+"""Train one VLM from a Hydra config and write its `result.json`.
+
+    python -m vlmscale.train                                   # tiny VLM + QueCC on the embedded synthetic suite
+    python -m vlmscale.train llm=tiny-m visual_tokens=16       # the two sweep axes
+    python -m vlmscale.train +sweep=tiny                       # a whole grid (multirun), see conf/sweep/
+
+The recipe: compose config -> seed and threads -> tokenizer, model, data -> Lightning Trainer -> fit ->
+test -> result.json (atomically, also when the run fails). A run folder that already holds a `done` result
+for the same config hash is skipped; an interrupted one resumes from `checkpoints/last.ckpt` (resume=auto).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from vlmscale.results import config_hash, failure_record, git_sha, is_done, read_result, write_result
+
+log = logging.getLogger("vlmscale.train")
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def set_threads(threads: int | str | None) -> int:
+    """Pin torch's intra-op threads: `threads` from config, else SLURM_CPUS_PER_TASK, else torch's default.
+    Two processes with two threads each on two cores run many times slower than one thread each."""
+    import torch
+
+    if threads in (None, "auto", ""):
+        threads = os.environ.get("SLURM_CPUS_PER_TASK")
+    if threads not in (None, "auto", ""):
+        n = int(threads)
+        if n < 1:
+            raise ValueError(f"threads={threads} must be >= 1 (or null for the machine default)")
+        torch.set_num_threads(n)
+        os.environ["OMP_NUM_THREADS"] = str(n)
+    return torch.get_num_threads()
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train, evaluate and record one grid point. Returns the result record."""
+    run_dir = resolve_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    chash = config_hash(resolved)
+    if cfg.get("skip_done", True) and is_done(run_dir, chash):
+        log.info("skipping %s: result.json is done for config %s", run_dir, chash)
+        return read_result(run_dir)
+
+    started = time.time()
+    base = {
+        "llm": cfg.llm.name,
+        "visual_tokens": int(cfg.visual_tokens),
+        "projector": cfg.projector.name,
+        "stage": cfg.stage,
+        "seed": int(cfg.seed),
+        "config_hash": chash,
+        "git_sha": git_sha(),
+        "run_dir": str(run_dir),
+    }
+    try:
+        outcome = train_and_test(cfg, run_dir)
+        record = {"status": "done", "error": None, **base, **outcome}
+    except Exception as error:  # SystemExit (preemption, SIGTERM) is not a failure: it resumes later.
+        log.exception("run %s failed", run_dir)
+        record = {"status": "failed", "error": failure_record(error), **base}
+        record.update({"wall_time_s": time.time() - started, "config": resolved})
+        write_result(run_dir, record)
+        if _is_multirun():
+            return record  # one failed point must not stop the sweep
+        raise
+    record.update({"wall_time_s": time.time() - started, "config": resolved})
+    write_result(run_dir, record)
+    log.info("result: %s", run_dir / "result.json")
+    return record
+
+
+def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    import lightning as L
+
+    from vlmscale.build import build_datamodule, build_module, build_trainer, text_tokens_of
+
+    threads = set_threads(cfg.get("threads"))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    module, tokenizer = build_module(cfg)
+    datamodule = build_datamodule(cfg, tokenizer, module.vlm)
+    trainer = build_trainer(cfg, run_dir)
+    log.info("run %s: llm=%s T=%s threads=%d", run_dir, cfg.llm.name, cfg.visual_tokens, threads)
+
+    ckpt_path = resume_checkpoint(cfg, run_dir)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if trainer.interrupted:
+        raise RuntimeError("training was interrupted before it finished")
+    val_loss = trainer.callback_metrics.get("val/loss")
+    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+
+    metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
+    if val_loss is not None:
+        metrics["val/loss"] = float(val_loss)
+    q = text_tokens_of(datamodule.test_dataloader().dataset)
+    accounting = module.vlm.accounting(q)
+    return {**{k: v for k, v in accounting.items() if k != "flops_breakdown"}, "metrics": metrics,
+            "flops_breakdown": accounting.get("flops_breakdown"), "steps": int(trainer.global_step)}
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    mode = cfg.get("resume", "auto")
+    if mode in (None, "never", False):
+        return None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if mode == "auto":
+        return str(last) if last.is_file() else None
+    path = Path(str(mode))
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path")
+    return str(path)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
