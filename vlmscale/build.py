@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
         loaded = init_from_checkpoint(vlm, cfg.init_from)
         log.info("initialised %s from %s", ", ".join(loaded), cfg.init_from)
     elif cfg.stage == "finetune":
-        log.warning("stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: projector is untrained")
+        log.warning(
+            "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: projector is untrained"
+        )
     module = VLMLightningModule(
         vlm,
         tokenizer,
@@ -60,22 +63,20 @@ def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
         eval=plain(cfg.eval_during_training),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         # Frozen parts loadable again by name need not fill checkpoints; randomly initialised ones must.
-        reloadable_parts=tuple(
-            part for part in ("vision", "llm") if cfg[part].get("pretrained")
-        ),
+        reloadable_parts=tuple(part for part in ("vision", "llm") if cfg[part].get("pretrained")),
     )
     return module, tokenizer
 
 
 def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule:
-    from vlmscale.data import build_datasets, make_collate
+    from vlmscale.data import build_datasets, collate
 
-    data_cfg = plain(cfg.data)
-    datasets = build_datasets(**data_cfg["datasets"], tokenizer=tokenizer, image_processor=vlm.vision.image_processor)
-    loader = data_cfg.get("loader", {})
+    datasets = build_datasets(tokenizer, vlm.vision.image_processor, **plain(cfg.data))
+    image_size = next(iter(datasets.values())).image_size
+    loader = plain(cfg.loader)
     return VLMDataModule(
         datasets,
-        collate_fn=make_collate(tokenizer),
+        collate_fn=partial(collate, pad_token_id=tokenizer.pad_token_id, image_size=image_size),
         batch_size=loader.get("batch_size", 16),
         eval_batch_size=loader.get("eval_batch_size"),
         num_workers=loader.get("num_workers", 0),

@@ -9,8 +9,6 @@ Stages (LLaVA's recipe):
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,8 @@ from typing import Any
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vlmscale.eval.scorers import exact_match
 
 STAGES = ("pretrain", "finetune")
 
@@ -42,14 +42,6 @@ class EvalConfig:
     categories: Sequence[str] = field(default_factory=lambda: ("reasoning", "ocr"))
 
 
-_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
-
-
-def normalize_answer(text: str) -> str:
-    """Exact match is on lower-cased answers without punctuation or surrounding whitespace."""
-    return " ".join(_PUNCT.sub("", text.lower()).split())
-
-
 def trainable_parts(stage: str) -> tuple[str, ...]:
     if stage == "pretrain":
         return ("projector",)
@@ -60,7 +52,7 @@ def trainable_parts(stage: str) -> tuple[str, ...]:
 
 class VLMLightningModule(L.LightningModule):
     """Trains a `VisionLanguageModel` for one stage; validation reports loss and exact-match accuracy per
-    question category (greedy decoding with the KV cache)."""
+    question category (greedy decoding with the KV cache). Final scores come from `vlmscale.eval`."""
 
     def __init__(
         self,
@@ -83,6 +75,7 @@ class VLMLightningModule(L.LightningModule):
         if gradient_checkpointing:
             self.vlm.llm.model.gradient_checkpointing_enable()
         self._eval_counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self.last_validated_step = -1
 
     # -- what trains -------------------------------------------------------------------------------
     def _set_trainable(self, parts: tuple[str, ...]) -> None:
@@ -131,14 +124,11 @@ class VLMLightningModule(L.LightningModule):
         predictions = self.generate_answers(batch)
         for pred, ref, cat in zip(predictions, batch["answers"], batch["categories"]):
             counts = self._eval_counts[cat or "all"]
-            counts[0] += int(normalize_answer(pred) == normalize_answer(ref))
+            counts[0] += int(exact_match(pred, ref))
             counts[1] += 1
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
 
     @torch.no_grad()
     def generate_answers(self, batch: Mapping[str, Any]) -> list[str]:
@@ -169,14 +159,9 @@ class VLMLightningModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._eval_counts.clear()
 
-    def on_test_epoch_start(self) -> None:
-        self._eval_counts.clear()
-
     def on_validation_epoch_end(self) -> None:
         self._log_accuracy("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_accuracy("test")
+        self.last_validated_step = self.global_step
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -312,7 +297,7 @@ class VLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Called after a checkpoint's loop state is restored, so global_step is where training resumes.
-        trainer = self._trainer
+        trainer = self.trainer
         consumed = 0
         if trainer is not None:
             consumed = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size
@@ -322,10 +307,6 @@ class VLMDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
-        split = "test" if "test" in self.datasets else "val"
-        return self._loader(split, self.eval_batch_size)
-
 
 __all__ = [
     "EvalConfig",
@@ -334,6 +315,5 @@ __all__ = [
     "VLMDataModule",
     "VLMLightningModule",
     "init_from_checkpoint",
-    "normalize_answer",
     "trainable_parts",
 ]

@@ -21,14 +21,40 @@ from typing import Any
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
 
-# Keys that do not change what a run computes: they are left out of the config hash, so moving a sweep,
-# changing threads or logging, or resuming does not make a finished point look new.
-NON_SEMANTIC_KEYS = frozenset({"hydra", "paths", "logger", "threads", "resume", "run_dir", "progress_bar"})
+# Keys (dotted paths) that do not change what a run computes: they are left out of the config hash, so
+# moving a cache or a sweep, changing threads, logging or progress bars, or resuming does not make a finished
+# point look new on another machine.
+NON_SEMANTIC_KEYS = frozenset(
+    {
+        "hydra",
+        "paths",
+        "logger",
+        "threads",
+        "resume",
+        "run_dir",
+        "skip_done",
+        "data.cache_dir",
+        "data.progress",
+        "eval.data_dir",
+        "eval.progress",
+        "eval.catalog",
+    }
+)
+
+
+def _without(config: Mapping[str, Any], dotted: frozenset[str], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if path in dotted:
+            continue
+        out[key] = _without(value, dotted, f"{path}.") if isinstance(value, Mapping) else value
+    return out
 
 
 def config_hash(config: Mapping[str, Any], ignore: frozenset[str] = NON_SEMANTIC_KEYS) -> str:
     """Stable short hash of the parts of a (resolved, plain-dict) config that determine the result."""
-    semantic = {k: v for k, v in config.items() if k not in ignore}
+    semantic = _without(config, ignore)
     blob = json.dumps(semantic, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -101,6 +101,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import lightning as L
 
     from vlmscale.build import build_datamodule, build_module, build_trainer, text_tokens_of
+    from vlmscale.eval.runner import evaluate_from_config
 
     threads = set_threads(cfg.get("threads"))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -115,16 +116,17 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
-    val_loss = trainer.callback_metrics.get("val/loss")
-    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    if module.last_validated_step != trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
-    metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
-    if val_loss is not None:
-        metrics["val/loss"] = float(val_loss)
-    q = text_tokens_of(datamodule.test_dataloader().dataset)
-    accounting = module.vlm.accounting(q)
-    return {**{k: v for k, v in accounting.items() if k != "flops_breakdown"}, "metrics": metrics,
-            "flops_breakdown": accounting.get("flops_breakdown"), "steps": int(trainer.global_step)}
+    # Final scores: the eval tasks (default: the synthetic suite's test split), predictions kept on disk.
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    metrics.update(evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval"))
+    accounting = module.vlm.accounting(
+        text_tokens_of(datamodule.datasets.get("test") or datamodule.datasets["val"])
+    )
+    return {**accounting, "metrics": metrics, "steps": int(trainer.global_step)}
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -136,7 +138,9 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
         return str(last) if last.is_file() else None
     path = Path(str(mode))
     if not path.is_file():
-        raise FileNotFoundError(f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path")
+        raise FileNotFoundError(
+            f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
+        )
     return str(path)
 
 

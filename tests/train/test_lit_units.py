@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from vlmscale.lit import StepIndexedSampler, _warmup_cosine, normalize_answer, trainable_parts
+from vlmscale.lit import StepIndexedSampler, _warmup_cosine, trainable_parts
 
 
 def test_step_indexed_stream_resumes_exactly():
@@ -31,9 +31,8 @@ def test_warmup_then_cosine_to_floor():
     assert _warmup_cosine(total, warmup=warmup, total=total, floor=0.1) == pytest.approx(0.1)
 
 
-def test_stages_and_answer_normalisation():
+def test_stages():
     assert trainable_parts("pretrain") == ("projector",)
     assert trainable_parts("finetune") == ("projector", "llm")
     with pytest.raises(ValueError, match="pretrain"):
         trainable_parts("sft")
-    assert normalize_answer("  Red. ") == normalize_answer("red")

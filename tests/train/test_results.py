@@ -12,11 +12,20 @@ from vlmscale.results import config_hash, is_done, read_result, write_json_atomi
 
 
 def test_config_hash_ignores_non_semantic_keys_only():
-    cfg = {"llm": {"name": "tiny-s"}, "visual_tokens": 4, "threads": 1, "resume": "auto", "paths": {"a": 1}}
-    same = dict(cfg, threads=8, resume="never", paths={"a": 2})
+    cfg = {
+        "llm": {"name": "tiny-s"},
+        "visual_tokens": 4,
+        "threads": 1,
+        "resume": "auto",
+        "paths": {"a": 1},
+        "data": {"cache_dir": "/a", "seed": 0},
+    }
+    same = dict(cfg, threads=8, resume="never", paths={"a": 2}, data={"cache_dir": "/b", "seed": 0})
     other = dict(cfg, visual_tokens=16)
+    other_data = dict(cfg, data={"cache_dir": "/a", "seed": 1})
     assert config_hash(cfg) == config_hash(same)
     assert config_hash(cfg) != config_hash(other)
+    assert config_hash(cfg) != config_hash(other_data)
     assert len(config_hash(cfg)) == 16
 
 

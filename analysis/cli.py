@@ -1,0 +1,414 @@
+"""Command line: `python -m analysis {table,fit,frontier,compare} ...` (`--help` on each).
+
+  table     sweep folder -> one row per point (CSV or Parquet)
+  fit       fit a law to a table or sweep folder; writes DIR/fit.json and the plots
+  frontier  the compute-optimal (N, T) per inference-FLOPs budget from a fit.json
+  compare   fit several laws to the same data and rank them
+
+Bad input exits with status 2 and a one-line message naming the fix (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from analysis.collect import collect_sweep, read_table, write_table
+from analysis.errors import AnalysisInputError
+
+if TYPE_CHECKING:
+    from analysis.fit import FitOptions
+
+EXAMPLES = """examples:
+  python -m analysis table outputs/demo/sweep --out outputs/demo/results.csv
+  python -m analysis fit outputs/demo/sweep --y-col metrics.error/avg --out outputs/demo/fit
+  python -m analysis fit sweeps/reference/li2024_reasoning.csv --y-col accuracy --accuracy --bootstrap 1000 --out out/ref
+  python -m analysis frontier out/ref/fit.json --text-tokens 50 --budgets 1e2 1e3 1e4
+  python -m analysis compare sweeps/reference/li2024_reasoning.csv --y-col accuracy --accuracy --laws paper,additive
+"""
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------ parsers
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="results table (.csv/.parquet) or sweep folder of result.json files")
+    g = p.add_argument_group(
+        "columns (defaults: llm_params | llm_params_b | N,  visual_tokens | T,  metrics.error/avg | error)"
+    )
+    g.add_argument("--n-col", help="column with the LLM size N (any unit; the fit's A absorbs it)")
+    g.add_argument("--t-col", help="column with the number of visual tokens T (or another resource)")
+    g.add_argument("--y-col", help="column with the error to fit (or an accuracy, with --accuracy)")
+    g.add_argument("--accuracy", action="store_true", help="the y column is an accuracy: fit 1 - y")
+
+
+def _fit_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fitting")
+    g.add_argument(
+        "--loss", choices=("lsq", "huber"), default="lsq", help="least squares (default) or Huber (L-BFGS-B)"
+    )
+    g.add_argument(
+        "--huber-delta", type=float, default=1e-3, metavar="D", help="Huber threshold (default 1e-3)"
+    )
+    g.add_argument(
+        "--log-space",
+        action="store_true",
+        help="residuals log(pred) - log(y) (Chinchilla-style with --loss huber)",
+    )
+    g.add_argument(
+        "--starts",
+        type=int,
+        default=4,
+        metavar="K",
+        help="local fits from the K best grid starts (default 4)",
+    )
+    g.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K point resamples for 95%% percentile intervals (default 0: Wald)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    g.add_argument(
+        "--exclude-outliers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="drop the K worst-fitting points, refit, and list them",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on the bootstrap")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.laws import LAWS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Scaling-law analysis of VLM sweeps: results table, law fits, compute-optimal frontier, plots.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{table,fit,frontier,compare}")
+
+    p = sub.add_parser(
+        "table",
+        help="sweep folder -> table, one row per point",
+        description="Read every result.json under a sweep folder into one table (fields flattened with dots, e.g. "
+        "metrics.error/avg). Failed points keep their status; run folders without result.json get status "
+        "'missing'; corrupt result.json files are reported by path and skipped.",
+    )
+    p.add_argument("sweep_dir", help="sweep folder (llm=<name>/T=<T>/seed=<s>/result.json)")
+    p.add_argument("--out", help="output .csv or .parquet (default: print CSV to stdout)")
+    p.add_argument(
+        "--with-config", action="store_true", help="also flatten the resolved config and error tracebacks"
+    )
+
+    laws = ", ".join(f"{n} ({law.formula})" for n, law in LAWS.items())
+    p = sub.add_parser(
+        "fit",
+        help="fit a scaling law; writes DIR/fit.json and plots",
+        description=f"Fit a scaling law to the points (rows whose status is not 'done' are left out). Laws: {laws}. "
+        "Writes DIR/fit.json (params with stderr and CI, bound flags, SSE, RMSE, R^2, AIC, BIC, LOO-RMSE, "
+        "extrapolation error, excluded rows, fit time) and PNG+PDF plots: scaling (the paper figure), residuals, "
+        "isoflop, d_profile.",
+    )
+    _data_args(p)
+    p.add_argument("--law", default="paper", choices=sorted(LAWS), help="law to fit (default paper)")
+    _fit_args(p)
+    p.add_argument(
+        "--text-tokens",
+        type=float,
+        default=50.0,
+        metavar="Q",
+        help="Q in FLOPs = 2N(Q+T) for the plots (default 50)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="write fit.json only")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+
+    p = sub.add_parser(
+        "frontier",
+        help="compute-optimal (N, T) per FLOPs budget from a fit.json",
+        description="For each inference-FLOPs budget C = 2N(Q+T), the (N, T) minimising the fitted law's error "
+        "within the N and T ranges (default: the data's T range; N from the smallest fitted N to 4x the largest), "
+        "and the closed form T* = beta Q/(alpha - beta) of the paper law. Default budgets: 8 log-spaced values "
+        "over the budgets where the optimal N can lie inside the N range. Writes frontier_Q<Q>.csv/.json.",
+    )
+    p.add_argument("fit_json", help="fit.json written by `python -m analysis fit`")
+    p.add_argument(
+        "--text-tokens",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="text tokens Q (default: the fit's, else 50)",
+    )
+    p.add_argument(
+        "--budgets", type=float, nargs="+", metavar="C", help="FLOPs budgets in the units of 2N(Q+T)"
+    )
+    p.add_argument(
+        "--n-budgets", type=int, default=8, metavar="K", help="number of default budgets (default 8)"
+    )
+    p.add_argument("--n-range", type=float, nargs=2, metavar=("LO", "HI"), help="allowed N range")
+    p.add_argument("--t-range", type=float, nargs=2, metavar=("LO", "HI"), help="allowed T range")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the fit.json's folder)")
+    p.add_argument("--no-plots", action="store_true", help="no iso-FLOP plot")
+
+    p = sub.add_parser(
+        "compare",
+        help="fit several laws and rank them",
+        description="Fit each law to the same points and rank them (AIC by default); prints the table and, with "
+        "--out, writes compare.csv/.md/.json and a table figure.",
+    )
+    _data_args(p)
+    p.add_argument(
+        "--laws",
+        default="paper,additive",
+        help=f"comma-separated laws (default paper,additive; known: {', '.join(sorted(LAWS))})",
+    )
+    p.add_argument(
+        "--rank-by",
+        default="aic",
+        choices=("aic", "bic", "loo_rmse", "extrap_rmse", "sse"),
+        help="ranking metric (default aic)",
+    )
+    _fit_args(p)
+    p.add_argument("--out", metavar="DIR", help="output folder")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def _options(args) -> FitOptions:
+    from analysis.fit import FitOptions
+
+    return FitOptions(
+        loss=args.loss,
+        huber_delta=args.huber_delta,
+        log_space=args.log_space,
+        n_starts=args.starts,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        exclude_outliers=args.exclude_outliers,
+        progress=not args.no_progress,
+    )
+
+
+def _load_points(args):
+    from analysis.dataset import prepare
+
+    table, collected = read_table(args.data)
+    if collected is not None:
+        for path, reason in collected.corrupt:
+            _warn(f"skipped unreadable {path}: {reason}")
+        defaults = {"n_col": "llm_params", "t_col": "visual_tokens", "y_col": "metrics.error/avg"}
+    else:
+        defaults = {"n_col": None, "t_col": None, "y_col": None}
+    data = prepare(
+        table,
+        n_col=args.n_col or defaults["n_col"],
+        t_col=args.t_col or defaults["t_col"],
+        y_col=args.y_col or defaults["y_col"],
+        accuracy=args.accuracy,
+    )
+    if data.left_out:
+        _warn(
+            "left out rows whose status is not done: "
+            + ", ".join(f"{v} {k}" for k, v in data.left_out.items())
+        )
+    if "acc" in data.y_col.lower() and not args.accuracy:
+        _warn(f"'{data.y_col}' looks like an accuracy: add --accuracy to fit the error 1 - {data.y_col}")
+    return data
+
+
+def cmd_table(args) -> int:
+    collected = collect_sweep(args.sweep_dir, include_config=args.with_config)
+    for path, reason in collected.corrupt:
+        _warn(f"skipped unreadable {path}: {reason}")
+    if args.out:
+        out = write_table(collected.table, args.out)
+        print(f"{collected.summary()}\nwrote {out}")
+    else:
+        collected.table.to_csv(sys.stdout, index=False)
+        print(collected.summary(), file=sys.stderr)
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from analysis.fit import fit_law
+    from analysis.frontier import FrontierSpec
+    from analysis.laws import get_law
+    from analysis.report import fit_summary
+
+    law = get_law(args.law)
+    if args.text_tokens < 0:
+        raise AnalysisInputError(f"--text-tokens must be >= 0 (got {args.text_tokens})")
+    out = Path(args.out)
+    data = _load_points(args)
+    fit = fit_law(data, law, _options(args), text_tokens=args.text_tokens)
+    record = fit.to_dict()
+    record["source"] = str(args.data)
+    spec = FrontierSpec.from_fit(record)
+    record["T_closed_form"] = spec.closed_form_t()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fit.json").write_text(json.dumps(record, indent=2) + "\n")
+    for w in fit.warnings:
+        _warn(w)
+    print(fit_summary(fit))
+    written = [out / "fit.json"]
+    if not args.no_plots:
+        written += _fit_plots(fit, data, spec, law, out)
+    print(
+        f"wrote {', '.join(str(p) for p in written if p.suffix != '.pdf')} (+ PDFs)"
+        if not args.no_plots
+        else f"wrote {written[0]}"
+    )
+    return 0
+
+
+def _fit_plots(fit, data, spec, law, out: Path) -> list[Path]:
+    from analysis import plots
+
+    paths = plots.paper_figure(fit, data, spec, out)
+    paths += plots.residual_plot(fit, data, out)
+    paths += plots.isoflop_plot(spec, out, data=data)
+    if fit.d_profile and law.floor and law.exponents:
+        paths += plots.d_profile_plot(fit, law.floor, law.exponents, out)
+    return paths
+
+
+def cmd_frontier(args) -> int:
+    from analysis.frontier import FrontierSpec
+    from analysis.report import frontier_table
+
+    path = Path(args.fit_json)
+    if not path.is_file():
+        raise AnalysisInputError(
+            f"{path} is not a file: give the fit.json written by `python -m analysis fit --out DIR`"
+        )
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnalysisInputError(
+            f"{path} is not valid JSON ({exc}); re-run `python -m analysis fit`"
+        ) from None
+    spec = FrontierSpec.from_fit(record, args.text_tokens, args.n_range, args.t_range)
+    if args.n_budgets < 1:
+        raise AnalysisInputError("--n-budgets must be >= 1")
+    budgets = args.budgets if args.budgets else spec.default_budgets(args.n_budgets)
+    table = spec.frontier(budgets)
+    print(frontier_table(table))
+    n_bad = int((table["binding"] == "infeasible").sum())
+    if n_bad:
+        _warn(
+            f"{n_bad} budgets cannot be met inside the N and T ranges (rows marked infeasible): widen --n-range/--t-range"
+        )
+    out = Path(args.out) if args.out else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"frontier_Q{spec.text_tokens:g}"
+    table.to_csv(out / f"{stem}.csv", index=False)
+    meta = {
+        "law": spec.law.name,
+        "params": spec.params,
+        "text_tokens": spec.text_tokens,
+        "n_range": list(spec.n_range),
+        "t_range": list(spec.t_range),
+        "T_closed_form": spec.closed_form_t(),
+        "rows": json.loads(table.to_json(orient="records")),
+    }
+    (out / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    written = [out / f"{stem}.csv", out / f"{stem}.json"]
+    if not args.no_plots:
+        from analysis import plots
+
+        written += plots.isoflop_plot(spec, out, stem=f"isoflop_Q{spec.text_tokens:g}")
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from analysis.fit import fit_law
+    from analysis.laws import get_law
+    from analysis.report import compare_frame, compare_strings
+
+    names = [n.strip() for n in args.laws.split(",") if n.strip()]
+    if not names:
+        raise AnalysisInputError("--laws is empty: name at least one law, e.g. --laws paper,additive")
+    laws = [get_law(n) for n in names]
+    data = _load_points(args)
+    opts = _options(args)
+    fits, skipped = {}, {}
+    for law in laws:
+        try:
+            fits[law.name] = fit_law(data, law, opts)
+        except AnalysisInputError as exc:
+            if len(laws) == 1:
+                raise
+            skipped[law.name] = str(exc)
+            _warn(f"law '{law.name}' skipped: {exc}")
+    if not fits:
+        raise AnalysisInputError(
+            "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    for name, f in fits.items():
+        for w in f.warnings:
+            _warn(f"[{name}] {w}")
+    frame = compare_frame(fits, args.rank_by)
+    shown = compare_strings(frame)
+    print(f"{data.n} points; ranked by {args.rank_by} (lower is better)")
+    print(shown.to_string(index=False))
+    if args.out:
+        from analysis import plots
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "compare.csv", index=False)
+        (out / "compare.md").write_text(_markdown(shown) + "\n")
+        (out / "compare.json").write_text(
+            json.dumps(
+                {
+                    "rank_by": args.rank_by,
+                    "skipped": skipped,
+                    "fits": {k: f.to_dict() for k, f in fits.items()},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        plots.compare_table(shown, out)
+        print(f"wrote {out / 'compare.csv'}, compare.md, compare.json, compare.png/.pdf")
+    return 0
+
+
+def _markdown(frame) -> str:
+    head = "| " + " | ".join(frame.columns) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)]
+    return "\n".join([head, sep, *rows])
+
+
+COMMANDS = {"table": cmd_table, "fit": cmd_fit, "frontier": cmd_frontier, "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return COMMANDS[args.command](args)
+    except AnalysisInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

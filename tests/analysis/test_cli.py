@@ -1,0 +1,173 @@
+"""End to end: the Makefile's demo commands on a sweep folder, the reference fit, frontier, compare, --help."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _py(*args, cwd=ROOT):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def test_demo_commands_on_a_sweep_folder(sweep_dir, tmp_path):
+    """Exactly the Makefile's two analysis invocations."""
+    res = _py("table", str(sweep_dir), "--out", str(tmp_path / "results.csv"))
+    assert res.returncode == 0, res.stderr
+    assert "15 points" in res.stdout and "skipped unreadable" in res.stderr
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert set(table.status) == {"done", "failed", "missing"}
+    res = _py("fit", str(sweep_dir), "--y-col", "metrics.error/avg", "--out", str(tmp_path / "fit"))
+    assert res.returncode == 0, res.stderr
+    assert "left out rows whose status is not done: 1 failed, 1 missing" in res.stderr
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["n_points"] == 13 and fit["data"]["n_col"] == "llm_params"
+    assert abs(fit["params"]["alpha"]["value"] - 0.12) < 0.03
+    for stem in ("scaling", "residuals", "isoflop", "d_profile"):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "fit" / f"{stem}.{ext}").stat().st_size > 1000
+
+
+def test_reference_fit_frontier_compare(reference_csv, tmp_path, capsys):
+    out = tmp_path / "ref"
+    argv = [
+        "fit",
+        str(reference_csv),
+        "--y-col",
+        "accuracy",
+        "--accuracy",
+        "--bootstrap",
+        "20",
+        "--out",
+        str(out),
+    ]
+    assert main(argv + ["--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: parameter D = 0 sits on its lower bound" in captured.err
+    assert "alpha/beta" in captured.out and "SSE 0.0003794" in captured.out
+    fit = json.loads((out / "fit.json").read_text())
+    for key in (
+        "law",
+        "params",
+        "sse",
+        "rmse",
+        "r2",
+        "aic",
+        "bic",
+        "loo_rmse",
+        "extrapolation",
+        "n_points",
+        "excluded",
+        "fit_time_s",
+    ):
+        assert key in fit
+    assert fit["params"]["D"]["at_bound"] == "lower" and fit["params"]["alpha"]["ci_low"] is not None
+    assert 13 < fit["T_closed_form"] < 14
+
+    assert (
+        main(
+            [
+                "frontier",
+                str(out / "fit.json"),
+                "--text-tokens",
+                "50",
+                "--budgets",
+                "100",
+                "1000",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "T* = beta Q / (alpha - beta) = 13.5" in printed
+    front = pd.read_csv(out / "frontier_Q50.csv")
+    assert list(front.budget) == [100, 1000] and front.T_opt.between(13, 14).all()
+    assert main(["frontier", str(out / "fit.json"), "--text-tokens", "0", "--out", str(tmp_path / "q0")]) == 0
+    capsys.readouterr()
+    assert (pd.read_csv(tmp_path / "q0" / "frontier_Q0.csv").T_opt.round(6) == 1).all()
+    assert (tmp_path / "q0" / "isoflop_Q0.png").exists()
+
+    assert (
+        main(
+            [
+                "compare",
+                str(reference_csv),
+                "--y-col",
+                "accuracy",
+                "--accuracy",
+                "--out",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "paper" in printed and "additive" in printed
+    ranked = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert set(ranked.law) == {"paper", "additive"} and list(ranked["rank"]) == [1, 2]
+    assert ranked.aic.is_monotonic_increasing
+    assert (tmp_path / "cmp" / "compare.png").exists() and (tmp_path / "cmp" / "compare.md").exists()
+
+
+def test_huber_log_space_cli(reference_csv, tmp_path, capsys):
+    argv = [
+        "fit",
+        str(reference_csv),
+        "--y-col",
+        "accuracy",
+        "--accuracy",
+        "--loss",
+        "huber",
+        "--huber-delta",
+        "1e-3",
+    ]
+    assert main(argv + ["--log-space", "--law", "additive", "--no-plots", "--out", str(tmp_path)]) == 0
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["law"] == "additive" and fit["options"]["loss"] == "huber" and fit["options"]["log_space"]
+
+
+def test_accuracy_hint(reference_csv, tmp_path, capsys):
+    main(["fit", str(reference_csv), "--y-col", "accuracy", "--no-plots", "--out", str(tmp_path)])
+    assert "looks like an accuracy: add --accuracy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", [[], ["table"], ["fit"], ["frontier"], ["compare"]])
+def test_help_is_complete(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*cmd, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    expected = {
+        (): ["table", "fit", "frontier", "compare", "examples"],
+        ("table",): ["--out", "--with-config", "missing"],
+        ("fit",): [
+            "--n-col",
+            "--t-col",
+            "--y-col",
+            "--accuracy",
+            "--law",
+            "--loss",
+            "--huber-delta",
+            "--log-space",
+            "--bootstrap",
+            "--exclude-outliers",
+            "--text-tokens",
+            "--out",
+        ],
+        ("frontier",): ["--text-tokens", "--budgets", "--n-range", "--t-range", "closed form"],
+        ("compare",): ["--laws", "--rank-by", "--bootstrap"],
+    }[tuple(cmd)]
+    for word in expected:
+        assert word in text, word

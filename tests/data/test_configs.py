@@ -1,0 +1,30 @@
+import inspect
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from vlmscale.data import build_datasets
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+PARAMS = set(inspect.signature(build_datasets).parameters) - {"tokenizer", "image_processor"}
+
+
+@pytest.mark.parametrize("name", ["synthetic", "llava_pretrain", "llava_finetune"])
+def test_data_config_keys_are_builder_kwargs(name, monkeypatch):
+    monkeypatch.setenv("LLAVA_DATA_DIR", "/data/llava")
+    monkeypatch.delenv("VLMSCALE_CACHE", raising=False)
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+    assert set(cfg) <= PARAMS, set(cfg) - PARAMS
+    assert cfg["name"] == name and cfg["cache_dir"] == "~/.cache/vlmscale"
+    if cfg["source"] == "llava":
+        assert cfg["splits"]["train"]["data_path"].startswith("/data/llava/")
+
+
+def test_synthetic_config_builds(tmp_path, monkeypatch, tokenizer, processor):
+    monkeypatch.setenv("VLMSCALE_CACHE", str(tmp_path))
+    cfg = OmegaConf.load(CONF / "synthetic.yaml")
+    cfg.sizes = {"train": 5, "val": 5, "test": 5}
+    data = build_datasets(**cfg, tokenizer=tokenizer, image_processor=processor)  # DictConfig values are fine
+    assert {k: len(v) for k, v in data.items()} == {"train": 5, "val": 5, "test": 5}
+    assert str(data["train"].data_path).startswith(str(tmp_path))

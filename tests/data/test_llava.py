@@ -1,0 +1,148 @@
+import json
+import logging
+
+import pytest
+import torch
+
+from vlmscale.data import (
+    IGNORE_INDEX,
+    LlavaDataset,
+    LlavaFormatError,
+    MissingImageError,
+    build_datasets,
+    collate,
+    image_token_id,
+)
+
+GOOD = {"id": "ok", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}
+
+
+@pytest.mark.parametrize("name", ["data.json", "data.jsonl"])
+def test_fixture_loads(llava_dir, tokenizer, processor, name):
+    ds = LlavaDataset(llava_dir / name, llava_dir / "images", tokenizer, processor)
+    assert len(ds) == 3 and ds.image_size == (64, 64)
+    items = [ds[i] for i in range(3)]
+    image_id = image_token_id(tokenizer)
+    for it, has_image in zip(items, [True, True, False]):
+        assert set(it) == {
+            "pixel_values",
+            "input_ids",
+            "labels",
+            "query_ids",
+            "prompt_ids",
+            "answer",
+            "category",
+            "id",
+        }
+        assert it["input_ids"].tolist().count(image_id) == (1 if has_image else 0)
+        assert (it["labels"] != IGNORE_INDEX).any()
+        if has_image:
+            assert it["pixel_values"].shape == (3, 64, 64) and it["pixel_values"].dtype == torch.float32
+        else:
+            assert it["pixel_values"] is None
+    assert [it["id"] for it in items] == ["r0", "r1", "r2"]
+    assert [it["answer"] for it in items] == ["red", "yes", "hello"]
+    assert [it["category"] for it in items] == ["", "reasoning", ""]
+    assert tokenizer.decode(items[0]["query_ids"]) == "What color is the picture?"
+    batch = collate(items, tokenizer.pad_token_id, image_size=ds.image_size)
+    assert batch["has_image"].tolist() == [True, True, False]
+
+
+def test_pad_aspect_uses_processor_mean(llava_dir, tokenizer, processor):
+    ds = LlavaDataset(llava_dir / "data.json", llava_dir / "images", tokenizer, processor)
+    px = ds[1]["pixel_values"]  # the 32x64 blue image, padded left and right to 64x64
+    assert px[:, :, :10].abs().max() < 0.02  # the mean colour normalises to ~0
+    mean, std = torch.tensor(processor.image_mean), torch.tensor(processor.image_std)
+    blue = (torch.tensor([0.0, 0.0, 1.0]) - mean) / std
+    assert torch.allclose(px[:, 32, 32], blue, atol=0.05)
+    crop = LlavaDataset(
+        llava_dir / "data.json", llava_dir / "images", tokenizer, processor, image_aspect_ratio="crop"
+    )
+    assert torch.allclose(crop[1]["pixel_values"][:, 32, 2], blue, atol=0.05)  # no padding: blue to the edge
+
+
+def test_corrupt_jsonl_line_names_file_and_record(tmp_path, tokenizer, processor):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n{not json\n" + json.dumps(GOOD) + "\n")
+    with pytest.raises(LlavaFormatError, match=r"bad\.jsonl: record 1 \(line 2\)"):
+        LlavaDataset(path, tmp_path, tokenizer, processor)
+
+
+def test_corrupt_json_names_file(tmp_path, tokenizer, processor):
+    path = tmp_path / "bad.json"
+    path.write_text('[{"id": 1,\n')
+    with pytest.raises(LlavaFormatError, match=r"bad\.json: not valid JSON at line"):
+        LlavaDataset(path, tmp_path, tokenizer, processor)
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"id": "x"}, "missing or empty 'conversations'"),
+        ({"conversations": [{"from": "human"}]}, "not text"),
+        ({"conversations": [{"value": "hi"}]}, "unknown speaker"),
+        ({"image": ["a.png", "b.png"], "conversations": GOOD["conversations"]}, "path string"),
+        ("just a string", "expected an object"),
+    ],
+)
+def test_malformed_record_names_file_and_index(
+    tmp_path, tokenizer, processor, write_records, record, message
+):
+    path = write_records(tmp_path / "d.json", [GOOD, GOOD, record])
+    with pytest.raises(LlavaFormatError, match=rf"d\.json: record 2: .*{message}"):
+        LlavaDataset(path, tmp_path, tokenizer, processor)
+
+
+def _with_missing(llava_dir, write_records):
+    records = json.loads((llava_dir / "data.json").read_text())
+    records.insert(1, {"id": "gone", "image": "missing/nope.png", "conversations": GOOD["conversations"]})
+    return write_records(llava_dir / "missing.json", records)
+
+
+def test_missing_image_error_names_path(llava_dir, tokenizer, processor, write_records):
+    path = _with_missing(llava_dir, write_records)
+    with pytest.raises(MissingImageError, match=r"record 1: image not found: .*missing/nope\.png"):
+        LlavaDataset(path, llava_dir / "images", tokenizer, processor)
+
+
+def test_missing_image_skip_counts_and_logs(llava_dir, tokenizer, processor, write_records, caplog):
+    path = _with_missing(llava_dir, write_records)
+    with caplog.at_level(logging.WARNING):
+        ds = LlavaDataset(path, llava_dir / "images", tokenizer, processor, on_missing_image="skip")
+    assert len(ds) == 3 and ds.num_skipped == 1
+    assert ds.skipped[0][0] == 1 and ds.skipped[0][1].endswith("missing/nope.png")
+    assert "skipped 1 of 4" in caplog.text
+    assert [ds[i]["id"] for i in range(3)] == ["r0", "r1", "r2"]
+
+
+def test_images_load_lazily(llava_dir, tokenizer, processor):
+    ds = LlavaDataset(llava_dir / "data.json", llava_dir / "images", tokenizer, processor)
+    (llava_dir / "images" / "red.png").unlink()  # removed after the load-time check: found on access
+    with pytest.raises(MissingImageError, match="red.png"):
+        ds[0]
+    assert ds[2]["pixel_values"] is None
+
+
+def test_truncation_counted(llava_dir, tokenizer, processor, caplog):
+    ds = LlavaDataset(llava_dir / "data.json", llava_dir / "images", tokenizer, processor, max_length=8)
+    with caplog.at_level(logging.WARNING):
+        items = [ds[i] for i in range(3)]
+    assert all(len(it["input_ids"]) <= 8 for it in items)
+    assert ds.num_truncated >= 2 and "truncated to max_length=8" in caplog.text
+
+
+def test_bad_options(llava_dir, tokenizer, processor):
+    with pytest.raises(ValueError, match="on_missing_image"):
+        LlavaDataset(
+            llava_dir / "data.json", llava_dir / "images", tokenizer, processor, on_missing_image="x"
+        )
+    with pytest.raises(FileNotFoundError, match="nothere.json"):
+        LlavaDataset(llava_dir / "nothere.json", llava_dir, tokenizer, processor)
+
+
+def test_build_datasets_llava_holds_out_val(llava_dir, tokenizer, processor):
+    splits = {"train": {"data_path": str(llava_dir / "data.json"), "image_folder": str(llava_dir / "images")}}
+    out = build_datasets(tokenizer, processor, source="llava", splits=splits, val_size=1, val_seed=3)
+    assert set(out) == {"train", "val"} and len(out["train"]) == 2 and len(out["val"]) == 1
+    ids = {out["train"][i]["id"] for i in range(2)} | {out["val"][0]["id"]}
+    assert ids == {"r0", "r1", "r2"}

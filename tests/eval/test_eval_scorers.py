@@ -1,0 +1,196 @@
+"""Every scorer against values computed by hand (the arithmetic is in the comments)."""
+
+import pytest
+
+from vlmscale.eval import scorers as S
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("two", "2"),
+        ("Two dogs.", "2 dogs"),
+        ("a dog", "dog"),
+        ("The Dog!", "dog"),
+        ("an apple", "apple"),
+        ("dog.", "dog"),  # trailing period dropped
+        ("2.5", "2.5"),  # decimal point kept
+        ("none", "0"),
+        ("ten.", "10"),
+        ("dont", "don't"),  # contraction restored
+        ("isnt it", "isn't it"),
+        ("black-and-white", "black and white"),  # hyphen not touching a space -> space
+        ("yes, it is", "yes it is"),  # comma touching a space -> removed
+        ("1,000", "1000"),  # digit-comma-digit -> commas removed
+        ("  Red\tand\nblue ", "red and blue"),
+        ("10:30", "10:30"),  # colon is not VQA punctuation
+    ],
+)
+def test_normalize_answer(raw, expected):
+    assert S.normalize_answer(raw) == expected
+
+
+def test_vqa_accuracy_annotator_subsets():
+    others = ["cat"] * 7
+    # 3 of 10 agree: 7 subsets keep all 3 (min(1, 3/3) = 1), 3 subsets keep 2 (2/3): (7 + 2) / 10 = 0.9
+    assert S.vqa_accuracy("dog", ["dog"] * 3 + others) == pytest.approx(0.9)
+    # 2 of 10: 8 subsets at 2/3, 2 subsets at 1/3 -> (16/3 + 2/3) / 10 = 0.6
+    assert S.vqa_accuracy("dog", ["dog"] * 2 + ["cat"] * 8) == pytest.approx(0.6)
+    # 1 of 10: 9 subsets at 1/3, 1 at 0 -> 0.3
+    assert S.vqa_accuracy("dog", ["dog"] + ["cat"] * 9) == pytest.approx(0.3)
+    # 4 of 10: every subset keeps at least 3 -> 1
+    assert S.vqa_accuracy("dog", ["dog"] * 4 + ["cat"] * 6) == pytest.approx(1.0)
+    assert S.vqa_accuracy("bird", ["dog"] * 10) == 0.0
+    # normalisation applies to both sides: "two" == "2", "a dog" == "dog", trailing punctuation
+    assert S.vqa_accuracy("two", ["2"] * 3 + others) == pytest.approx(0.9)
+    assert S.vqa_accuracy("A dog.", ["dog", "dog", "the dog"] + others) == pytest.approx(0.9)
+
+
+def test_exact_match():
+    assert S.exact_match("Yes.", "yes") == 1.0
+    assert S.exact_match("a dog", "dog") == 1.0
+    assert S.exact_match("two", ["2"]) == 1.0
+    assert S.exact_match("dogs", "dog") == 0.0
+    assert S.exact_match("", "dog") == 0.0
+
+
+@pytest.mark.parametrize(
+    "pred, expected",
+    [
+        ("Yes", "yes"),
+        ("yes.", "yes"),
+        ("No, there is not.", "no"),
+        ("There is no dog.", "no"),
+        ("It is not a cat", "no"),
+        ("maybe", None),
+        ("", None),
+    ],
+)
+def test_parse_yes_no(pred, expected):
+    assert S.parse_yes_no(pred) == expected
+
+
+def test_pope_metrics_by_hand():
+    preds = ["yes", "no", "Yes, there is", "maybe", "no"]
+    labels = ["yes", "yes", "yes", "no", "no"]
+    m = S.pope_metrics(preds, labels)
+    # TP: 1, 3; FN: 2; "maybe" with label no counts as a false positive; TN: 5
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (2, 1, 1, 1)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["yes_ratio"] == pytest.approx(2 / 5)  # parsed "yes" answers only
+    assert m["n_unparseable"] == 1
+
+
+def test_mme_metrics_by_hand():
+    records = [
+        ("existence", "1.jpg", "Yes", "yes"),  # right
+        ("existence", "1.jpg", "No.", "no"),  # right
+        ("existence", "2.jpg", "no", "yes"),  # wrong
+        ("existence", "2.jpg", "no", "no"),  # right
+        ("code_reasoning", "3.png", "I'm not sure", "yes"),  # unparseable -> wrong
+        ("code_reasoning", "3.png", "no", "no"),  # right
+    ]
+    m = S.mme_metrics(records)
+    ex = m["subtasks"]["existence"]
+    # accuracy 3/4, accuracy+ 1/2 (only image 1 has both right) -> 100 * 1.25 = 125
+    assert ex["accuracy"] == pytest.approx(0.75)
+    assert ex["accuracy_plus"] == pytest.approx(0.5)
+    assert ex["score"] == pytest.approx(125.0)
+    # accuracy 1/2, accuracy+ 0 -> 50
+    assert m["subtasks"]["code_reasoning"]["score"] == pytest.approx(50.0)
+    assert m["perception"] == pytest.approx(125.0)
+    assert m["cognition"] == pytest.approx(50.0)
+    assert m["total"] == pytest.approx(175.0)
+    # error = 1 - 175 / (200 * 2 subtasks)
+    assert m["error"] == pytest.approx(1 - 175 / 400)
+    assert m["n_unparseable"] == 1
+
+
+def test_mme_answer_parse_first_four_chars():
+    assert S.parse_mme_answer("Yes, it is") == "yes"
+    assert S.parse_mme_answer("No") == "no"
+    assert S.parse_mme_answer("The answer is yes") is None  # MME only looks at the start
+
+
+OPTIONS = ["cat", "Paris", "blue sky", "seven"]
+
+
+@pytest.mark.parametrize(
+    "pred, expected",
+    [
+        ("B", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("B. Paris", "B"),
+        ("B) Paris", "B"),
+        ("The answer is B", "B"),
+        ("The answer is (C).", "C"),
+        ("Answer: D", "D"),
+        ("**D**", "D"),
+        ("I think C is right", "C"),
+        ("Paris", "B"),  # the text of exactly one option
+        ("blue sky.", "C"),
+        ("A", "A"),
+        ("A bird", None),  # the article, not option A
+        ("A cat", "A"),  # ... though "cat" is option A's text
+        ("E", None),  # not one of the 4 options
+        ("", None),
+        ("I don't know", None),
+        ("B or C", None),  # ambiguous
+    ],
+)
+def test_extract_option_letter(pred, expected):
+    assert S.extract_option_letter(pred, OPTIONS) == expected
+
+
+def test_extract_option_letter_without_options():
+    assert S.extract_option_letter("(E) something") == "E"
+
+
+def test_circular_accuracy_needs_every_pass():
+    records = (
+        [("q1", True)] * 4 + [("q2", True), ("q2", True), ("q2", False), ("q2", True)] + [("q3", True)] * 2
+    )
+    m = S.circular_accuracy(records)
+    # q1 and q3 right in every pass, q2 wrong once -> 2 / 3
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["n_questions"] == 3 and m["n_passes"] == 10
+
+
+@pytest.mark.parametrize(
+    "pred, target, expected",
+    [
+        ("12.4", "12", 1.0),  # 3.3% off
+        ("12.7", "12", 0.0),  # 5.8% off
+        ("12.6", "12", 1.0),  # exactly 5% off is still right
+        ("45%", "0.45", 1.0),
+        ("1,000", "1000", 1.0),
+        ("12.", "12", 1.0),
+        ("0.01", "0", 0.0),  # a zero target needs the exact string
+        ("0", "0", 1.0),
+        ("Yes", "yes", 1.0),
+        ("Cat", "dog", 0.0),
+    ],
+)
+def test_relaxed_accuracy(pred, target, expected):
+    assert S.relaxed_accuracy(pred, target) == expected
+
+
+def test_anls_by_hand():
+    assert S.levenshtein("kitten", "sitting") == 3
+    assert S.anls("hello", ["hallo"]) == pytest.approx(1 - 1 / 5)
+    assert S.anls("abc", ["xyz"]) == 0.0
+    assert S.anls("ab", ["ac"]) == 0.0  # distance 1/2 reaches the 0.5 threshold -> 0
+    assert S.anls(" Hello  World ", ["hello world"]) == 1.0
+    assert S.anls("abcd", ["abxy", "abcf"]) == pytest.approx(0.75)  # max over references
+
+
+def test_ocrbench_match():
+    assert S.ocrbench_match("The text reads HELLO world", "hello") == 1.0
+    assert S.ocrbench_match("goodbye", ["hello", "bye"]) == 1.0
+    assert S.ocrbench_match("hell", "hello") == 0.0
+    assert S.ocrbench_match("x ^ 2 + 1", "x^2+1", "HME100k") == 1.0
+    assert S.ocrbench_match("X^2", "x^2", "HME100k") == 0.0  # handwritten maths keeps case

@@ -1,0 +1,110 @@
+"""Evaluate a trained checkpoint: ``python -m vlmscale.eval ckpt=PATH [tasks=[synthetic,gqa,pope]] [limit=N]``.
+
+Composes ``conf/eval.yaml`` (the training groups + ``eval``). With ``use_run_config=true`` the model and
+data config are read from the run's ``result.json`` (so a checkpoint is enough); predictions and scores go
+to ``out_dir`` (default ``<run_dir>/eval``) and the ``error/*`` metrics are merged into the run's
+``result.json`` when it exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from vlmscale.eval.runner import evaluate_from_config, update_result_json
+
+log = logging.getLogger("vlmscale.eval")
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+MODEL_KEYS = ("llm", "vision", "projector", "visual_tokens", "data", "paths")
+
+
+def run_dir_of(ckpt: Path, run_dir: str | None) -> Path:
+    """``run_dir`` if set, else the run folder of ``<run_dir>/checkpoints/<name>.ckpt``, else the ckpt's folder."""
+    if run_dir:
+        return Path(run_dir)
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def effective_config(cfg: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The plain config to build the model from: this config, with the model/data keys of the run's own
+    config (``result.json``) when ``use_run_config`` and the run has one."""
+    from vlmscale.results import read_result
+
+    plain = dict(cfg)
+    if not plain.get("use_run_config", True):
+        return plain
+    record = read_result(run_dir)
+    run_cfg = (record or {}).get("config") or {}
+    taken = [k for k in MODEL_KEYS if k in run_cfg]
+    for key in taken:
+        plain[key] = run_cfg[key]
+    if taken:
+        log.info("model/data config from %s/result.json: %s", run_dir, ", ".join(taken))
+    return plain
+
+
+def load_model(cfg: Mapping[str, Any], ckpt: Path, device: str = "cpu"):
+    """Tokenizer and VLM built from ``cfg`` (as in training), with the checkpoint's weights loaded."""
+    from vlmscale.data import load_tokenizer
+    from vlmscale.lit import init_from_checkpoint
+    from vlmscale.models import build_vlm
+
+    llm = dict(cfg["llm"])
+    tokenizer = load_tokenizer(
+        llm.get("tokenizer") or llm.get("pretrained"), cache_dir=cfg["paths"]["cache_dir"]
+    )
+    vlm = build_vlm(
+        llm=llm,
+        vision=dict(cfg["vision"]),
+        projector=dict(cfg["projector"]),
+        visual_tokens=int(cfg["visual_tokens"]),
+        tokenizer=tokenizer,
+    )
+    loaded = init_from_checkpoint(vlm, ckpt)
+    log.info("loaded %s from %s", ", ".join(loaded), ckpt)
+    return tokenizer, vlm.to(device).eval()
+
+
+def run(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """Evaluate ``cfg['ckpt']``; returns the summary metrics. ``cfg`` is a resolved plain dict."""
+    import torch
+
+    ckpt = Path(cfg["ckpt"])
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint (e.g. <run_dir>/checkpoints/last.ckpt)")
+    run_dir = run_dir_of(ckpt, cfg.get("run_dir"))
+    plain = effective_config(cfg, run_dir)
+    if plain.get("threads"):
+        torch.set_num_threads(int(plain["threads"]))
+    device = plain.get("device") or "auto"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(int(plain.get("seed", 0)))
+    tokenizer, vlm = load_model(plain, ckpt, device)
+    out_dir = Path(plain.get("out_dir") or run_dir / "eval")
+    names = list(plain.get("tasks") or [])
+    metrics = evaluate_from_config(plain, vlm, tokenizer, out_dir, names=names, limit=plain.get("limit"))
+    if plain.get("update_result", True) and (run_dir / "result.json").exists():
+        info = {"tasks": names, "limit": plain.get("limit"), "ckpt": str(ckpt), "out_dir": str(out_dir)}
+        update_result_json(run_dir, metrics, info)
+        log.info("updated %s", run_dir / "result.json")
+    for key, value in metrics.items():
+        log.info("%s = %s", key, value)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> dict[str, float]:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    return run(resolved)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Parameter counts and inference FLOPs.
+
+The paper's measure (arXiv 2411.03312) is ``2 * N * (Q + T)``: N the LLM's parameters, Q text tokens, T visual
+tokens. It leaves out the vision tower, the compressor/projector and, for QueCC, the extra LLM pass over the
+question; :func:`vlm_accounting` reports those too so users can see what the paper's measure omits.
+All module counts are matmul/conv FLOPs (2 per multiply-add); norms and activations are not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+def llm_params(model: nn.Module) -> dict[str, int]:
+    """Total parameters (tied weights once) and non-embedding ones (minus input and untied output embeddings)."""
+    total = sum(p.numel() for p in model.parameters())
+    embedding_ids: set[int] = set()
+    embedding = 0
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        weight = getattr(module, "weight", None)
+        if weight is not None and id(weight) not in embedding_ids:
+            embedding_ids.add(id(weight))
+            embedding += weight.numel()
+    return {"total": int(total), "non_embedding": int(total - embedding)}
+
+
+def inference_flops(n_params: float, text_tokens: float, visual_tokens: float) -> float:
+    """The paper's inference cost: 2 * N * (Q + T)."""
+    return 2.0 * float(n_params) * (float(text_tokens) + float(visual_tokens))
+
+
+def causal_attention_flops(num_layers: int, attn_width: int, tokens: float) -> float:
+    """Scores + weighted sum of causal self-attention over ``tokens`` (about tokens^2 / 2 pairs, two matmuls)."""
+    return 2.0 * num_layers * attn_width * float(tokens) ** 2
+
+
+def _attn_width(config: Any) -> int:
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return heads * head_dim
+
+
+def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = None) -> dict[str, Any]:
+    """Accounting for one sample of a built VisionLanguageModel.
+
+    text_tokens: Q, text tokens of a prompt (a mean is fine). query_tokens: length of the question the QueCC
+    query pass reads (defaults to Q); counted only when the projector uses a query.
+    """
+    model = vlm.llm.model
+    params = llm_params(model)
+    t = vlm.visual_tokens
+    q = float(text_tokens)
+    config = model.config
+    layers = config.num_hidden_layers
+    projector = vlm.projector.flops()
+    query_len = q if query_tokens is None else float(query_tokens)
+    query_pass = 0.0
+    if vlm.projector.needs_query:
+        # Base model only (no LM head); embedding lookups cost no matmuls.
+        query_pass = 2.0 * params["non_embedding"] * query_len
+        query_pass += causal_attention_flops(layers, _attn_width(config), query_len)
+    breakdown = {
+        "llm": inference_flops(params["total"], q, t),
+        "llm_attention": causal_attention_flops(layers, _attn_width(config), q + t),
+        "vision_tower": float(vlm.vision.flops()),
+        "compressor": projector["compressor"],
+        "projector_mlp": projector["projector_mlp"],
+        "query_pass": query_pass,
+    }
+    return {
+        "llm_params": params["total"],
+        "llm_params_non_embedding": params["non_embedding"],
+        "visual_tokens": t,
+        "text_tokens": q,
+        "inference_flops": breakdown["llm"],
+        "inference_flops_full": float(sum(breakdown.values())),
+        "flops_breakdown": breakdown,
+    }

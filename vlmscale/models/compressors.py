@@ -1,0 +1,107 @@
+"""Token compressors that can precede the projector MLP, and their registry.
+
+Every compressor has the same constructor signature (vision width, multi-level width, query width, grid,
+visual_tokens, options) and accepts exactly the T values a G x G grid tiles into, so a sweep over T can swap
+compressors freely. ``forward(patches, multilevel, query) -> [B, T, out_width]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .quecc import QueCC, kernel_for_tokens
+
+COMPRESSORS: dict[str, type[nn.Module]] = {}
+
+
+def register_compressor(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        COMPRESSORS[name] = cls
+        return cls
+
+    return add
+
+
+register_compressor("quecc")(QueCC)
+
+
+@register_compressor("quecc_noquery")
+class QueCCNoQuery(QueCC):
+    """QueCC without the text query (TokenPacker-like): isolates what the question contributes."""
+
+    def __init__(
+        self,
+        vision_width: int,
+        multilevel_width: int,
+        query_width: int,
+        grid: int,
+        visual_tokens: int,
+        num_heads: int = 8,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__(
+            vision_width,
+            multilevel_width,
+            query_width,
+            grid,
+            visual_tokens,
+            num_heads,
+            use_query=False,
+            eps=eps,
+        )
+
+
+@register_compressor("avgpool")
+class AvgPool(nn.Module):
+    """Average-pool the patch grid to sqrt(T) x sqrt(T) (the Matryoshka-style baseline); no parameters."""
+
+    uses_query: bool = False
+    uses_multilevel: bool = False
+
+    def __init__(
+        self, vision_width: int, multilevel_width: int, query_width: int, grid: int, visual_tokens: int
+    ) -> None:
+        super().__init__()
+        self.vision_width = vision_width
+        self.grid = grid
+        self.visual_tokens = visual_tokens
+        self.kernel = kernel_for_tokens(grid, visual_tokens)  # same T as QueCC, same error for a bad T
+
+    @property
+    def out_width(self) -> int:
+        return self.vision_width
+
+    def forward(
+        self, patches: torch.Tensor, multilevel: torch.Tensor | None = None, query: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        n = self.grid * self.grid
+        if patches.dim() != 3 or patches.shape[1:] != (n, self.vision_width):
+            raise ValueError(
+                f"avgpool expects patches [B, {n}, {self.vision_width}], got {list(patches.shape)}"
+            )
+        batch = patches.shape[0]
+        grid = patches.transpose(1, 2).reshape(batch, self.vision_width, self.grid, self.grid)
+        # k divides G, so adaptive pooling to (G/k, G/k) averages exactly the same k x k windows QueCC uses.
+        pooled = F.adaptive_avg_pool2d(grid, self.grid // self.kernel)
+        return pooled.flatten(2).transpose(1, 2)
+
+    def flops(self) -> float:
+        return float(self.grid**2 * self.vision_width)  # one add per input element
+
+
+def build_compressor(
+    name: str,
+    vision_width: int,
+    multilevel_width: int,
+    query_width: int,
+    grid: int,
+    visual_tokens: int,
+    **options,
+) -> nn.Module:
+    if name not in COMPRESSORS:
+        raise ValueError(f"unknown compressor {name!r}; registered: {sorted(COMPRESSORS)}")
+    return COMPRESSORS[name](vision_width, multilevel_width, query_width, grid, visual_tokens, **options)

@@ -1,0 +1,222 @@
+"""VisionLanguageModel: vision tower -> projector (optional compressor + MLP) -> LLM, LLaVA-style.
+
+``forward`` returns the LM loss over answer tokens; ``generate`` decodes greedily with a KV cache from
+left-padded prompts. Rows without an image (``has_image`` False, or no ``<image>`` token) get no visual tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import flops
+from .llm import LanguageModel, build_llm
+from .projectors import Projector, build_projector
+from .vision import VisionTower, build_vision_tower
+
+IMAGE_TOKEN = "<image>"
+
+
+@dataclass
+class VLMOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # [B, L', vocab] over the spliced sequence
+    labels: torch.Tensor | None  # [B, L'] aligned with logits (visual tokens and padding are -100)
+    attention_mask: torch.Tensor  # [B, L']
+
+
+class VisionLanguageModel(nn.Module):
+    def __init__(
+        self,
+        vision: VisionTower,
+        projector: Projector,
+        llm: LanguageModel,
+        image_token_id: int,
+        pad_token_id: int,
+        eos_token_id: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.vision = vision
+        self.projector = projector
+        self.llm = llm
+        self.image_token_id = int(image_token_id)
+        self.pad_token_id = int(pad_token_id)
+        self.eos_token_id = None if eos_token_id is None else int(eos_token_id)
+
+    @property
+    def visual_tokens(self) -> int:
+        return self.projector.visual_tokens
+
+    def image_rows(self, input_ids: torch.Tensor, has_image: torch.Tensor | None) -> torch.Tensor:
+        """Rows that get visual tokens: flagged as having an image and holding exactly one ``<image>``."""
+        count = (input_ids == self.image_token_id).sum(dim=1)
+        if bool((count > 1).any()):
+            raise ValueError(
+                f"each row may hold at most one {IMAGE_TOKEN} token, got counts {count.tolist()}"
+            )
+        rows = count == 1
+        if has_image is not None:
+            rows = rows & has_image.to(device=rows.device, dtype=torch.bool)
+        return rows
+
+    def encode_images(
+        self,
+        pixel_values: torch.Tensor,
+        query_ids: torch.Tensor | None = None,
+        query_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Images (+ their questions, for QueCC) -> [B, T, llm_width] visual embeddings."""
+        features = self.vision(pixel_values, multilevel=self.projector.needs_multilevel)
+        query = None
+        if self.projector.needs_query:
+            if query_ids is None:
+                raise ValueError(f"projector {self.projector.name!r} needs query_ids (the question text)")
+            query = self.llm.query_features(query_ids, query_attention_mask)
+        return self.projector(features, query).to(self.llm.dtype)
+
+    def _splice(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+        query_ids: torch.Tensor | None,
+        query_attention_mask: torch.Tensor | None,
+        has_image: torch.Tensor | None,
+        padding_side: str,
+    ):
+        rows = self.image_rows(input_ids, has_image)
+        visual = None
+        if pixel_values is not None and bool(rows.any()):
+            # Only rows with an image go through the tower, compressor and query pass.
+            q_ids = query_ids[rows] if query_ids is not None else None
+            q_mask = query_attention_mask[rows] if query_attention_mask is not None else None
+            visual = self.encode_images(pixel_values[rows], q_ids, q_mask)
+        return self.llm.splice(
+            input_ids, attention_mask, visual, rows, self.image_token_id, labels, padding_side=padding_side
+        )
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        query_ids: torch.Tensor | None = None,
+        query_attention_mask: torch.Tensor | None = None,
+        has_image: torch.Tensor | None = None,
+    ) -> VLMOutput:
+        spliced = self._splice(
+            pixel_values,
+            input_ids,
+            attention_mask,
+            labels,
+            query_ids,
+            query_attention_mask,
+            has_image,
+            "right",
+        )
+        out = self.llm(
+            inputs_embeds=spliced.inputs_embeds,
+            attention_mask=spliced.attention_mask,
+            position_ids=spliced.position_ids,
+            labels=spliced.labels,
+        )
+        return VLMOutput(out.loss, out.logits, spliced.labels, spliced.attention_mask)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.Tensor | None,
+        prompt_ids: torch.Tensor,
+        prompt_attention_mask: torch.Tensor,
+        query_ids: torch.Tensor | None = None,
+        query_attention_mask: torch.Tensor | None = None,
+        has_image: torch.Tensor | None = None,
+        max_new_tokens: int = 16,
+    ) -> torch.Tensor:
+        """Greedy decoding with a KV cache. Prompts must be LEFT-padded. Returns [B, n <= max_new_tokens]:
+        the new tokens, the eos included, ``pad_token_id`` after a row has finished."""
+        if bool((prompt_attention_mask[:, -1] == 0).any()):
+            raise ValueError(
+                "generate needs LEFT-padded prompts (every row's last column must be a real token)"
+            )
+        spliced = self._splice(
+            pixel_values,
+            prompt_ids,
+            prompt_attention_mask,
+            None,
+            query_ids,
+            query_attention_mask,
+            has_image,
+            "left",
+        )
+        cache = self.llm.new_cache()
+        mask, positions = spliced.attention_mask, spliced.position_ids
+        out = self.llm(
+            inputs_embeds=spliced.inputs_embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            logits_to_keep=1,
+        )
+        batch = prompt_ids.shape[0]
+        finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
+        next_pos = positions[:, -1:] + 1
+        generated: list[torch.Tensor] = []
+        for step in range(max_new_tokens):
+            token = out.logits[:, -1].argmax(dim=-1)
+            token = torch.where(finished, torch.full_like(token, self.pad_token_id), token)
+            generated.append(token)
+            if self.eos_token_id is not None:
+                finished |= token == self.eos_token_id
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            out = self.llm(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos, cache=cache)
+            next_pos = next_pos + 1
+        if not generated:
+            return prompt_ids.new_zeros(batch, 0)
+        return torch.stack(generated, dim=1)
+
+    def accounting(self, text_tokens: float, query_tokens: float | None = None) -> dict[str, Any]:
+        """N, T, Q and inference FLOPs (the paper's 2N(Q+T) and a fuller count); see :mod:`vlmscale.flops`."""
+        return flops.vlm_accounting(self, text_tokens, query_tokens)
+
+
+def build_vlm(
+    llm: Mapping[str, Any],
+    vision: Mapping[str, Any],
+    projector: Mapping[str, Any],
+    visual_tokens: int,
+    tokenizer: Any,
+) -> VisionLanguageModel:
+    """Build the three parts from their config dicts (YAML keys = builder kwargs) around ``tokenizer``."""
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image_token_id is None or image_token_id == tokenizer.unk_token_id:
+        raise ValueError(f"tokenizer has no {IMAGE_TOKEN} token; add it as a special token first")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("tokenizer has no pad token")
+    tower = build_vision_tower(**dict(vision))
+    lm = build_llm(**dict(llm))
+    # Random-init LLMs take exactly the tokenizer's vocabulary; checkpoints grow only when tokens were added.
+    vocab = lm.model.get_input_embeddings().weight.shape[0]
+    random_init = dict(llm).get("pretrained") is None
+    if len(tokenizer) > vocab or (random_init and len(tokenizer) != vocab):
+        # Mean-resizing only helps trained embeddings; random ones are just re-drawn.
+        lm.model.resize_token_embeddings(len(tokenizer), mean_resizing=not random_init)
+    proj = build_projector(
+        **dict(projector),
+        visual_tokens=int(visual_tokens),
+        vision_width=tower.hidden_size,
+        multilevel_width=tower.multilevel_size,
+        llm_width=lm.hidden_size,
+        grid=tower.grid,
+    )
+    return VisionLanguageModel(
+        tower, proj, lm, image_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id
+    )
