@@ -4,8 +4,8 @@ One mechanism each, so they never fight:
 - **Requeue is submitit's.** Sweeps reach SLURM through hydra-submitit-launcher; submitit catches the
   pre-timeout signal (USR2, `signal_delay_s` before the limit), pickles the job again and `scontrol requeue`s it.
   Lightning's own SLURM auto-requeue is switched off (`SLURMEnvironment(auto_requeue=False)`).
-- **Saving is ours.** `CheckpointingSlurmLauncher.checkpoint` (called by submitit on that signal) first has the
-  running trainer write `last.ckpt`. A SIGTERM (preemption, `scontrol requeue`, `kill` on a laptop) is turned by
+- **Saving is ours.** `CheckpointingSlurmLauncher.checkpoint` (hydra_plugins/vlmscale_launcher; submitit calls
+  it on that signal) first has the running trainer write `last.ckpt`. A SIGTERM (preemption, `scontrol requeue`, `kill` on a laptop) is turned by
   Lightning into a clean stop at the next step boundary, where `SaveOnInterrupt` writes `last.ckpt`.
 - **Resuming is the run's.** A requeued job runs the same grid point in the same folder (folders are named
   from the grid point), and `resume=auto` picks up `last.ckpt`.
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
 log = logging.getLogger("vlmscale.launch")
 
@@ -58,11 +57,3 @@ class SaveOnInterrupt(L.Callback):
             trainer.save_checkpoint(self.last_ckpt)
             log.warning("SIGTERM: saved %s at step %d; rerun the same command to resume", self.last_ckpt,
                         trainer.global_step)
-
-
-class CheckpointingSlurmLauncher(SlurmLauncher):
-    """hydra-submitit-launcher's SLURM launcher, saving the live run before submitit requeues it."""
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        save_active_checkpoint()
-        return super().checkpoint(*args, **kwargs)

@@ -71,7 +71,9 @@ class VLMLightningModule(L.LightningModule):
         self.stage = stage
         self.optim = optim if isinstance(optim, OptimConfig) else OptimConfig(**(optim or {}))
         self.eval_cfg = eval if isinstance(eval, EvalConfig) else EvalConfig(**(eval or {}))
-        self._set_trainable(trainable_parts(stage))
+        # The tower trains only when its config says freeze=false (as built); stages decide the rest.
+        tower_trains = any(p.requires_grad for p in vlm.vision.parameters())
+        self._set_trainable(trainable_parts(stage) + (("vision",) if tower_trains else ()))
         if gradient_checkpointing:
             self.vlm.llm.model.gradient_checkpointing_enable()
         self._eval_counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])

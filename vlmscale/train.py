@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ from vlmscale.results import config_hash, failure_record, git_sha, is_done, read
 log = logging.getLogger("vlmscale.train")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# Expected here, so not worth a line on every run: srun on PATH outside a job (a login node, or this machine
+# with scripts/slurm-local.sh), and the frozen vision tower sitting in eval mode while the rest trains.
+warnings.filterwarnings("ignore", message="The `srun` command is available")
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 def set_threads(threads: int | str | None) -> int:
@@ -99,6 +105,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vlmscale.build import build_datamodule, build_module, build_trainer, text_tokens_of
     from vlmscale.eval.runner import evaluate_from_config
@@ -113,7 +120,13 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ckpt_path = resume_checkpoint(cfg, run_dir)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # last.ckpt was saved at the step boundary (launch.SaveOnInterrupt); no result is written, so the
+        # same command (or SLURM's requeue) resumes. 128 + SIGTERM, as a shell reports a killed process.
+        log.warning("stopped by SIGTERM at step %d; run the same command again to resume", trainer.global_step)
+        raise SystemExit(143) from None
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
     if module.last_validated_step != trainer.global_step:

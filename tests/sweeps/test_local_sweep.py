@@ -1,0 +1,71 @@
+"""Sweeps on this machine: the grid runs, a failing point never costs the others, re-runs redo only it,
+and a run killed with SIGTERM resumes from its checkpoint to the same result as an uninterrupted one."""
+
+import signal
+import time
+
+import pandas as pd
+import pytest
+from sweep_helpers import QUICK, result
+
+pytestmark = pytest.mark.slow
+
+
+def test_failed_point_leaves_others_done_and_rerun_redoes_only_it(run_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["+sweep=tiny", *QUICK, "visual_tokens=1,4,50", "trainer.max_steps=3", f"hydra.sweep.dir={sweep}"]
+    first = run_cli(*args, check=False)
+    assert first.returncode == 1, "a sweep with a failed point must exit non-zero"
+    ok = [sweep / "llm=tiny-xs" / f"T={t}" / "seed=0" for t in (1, 4)]
+    bad = sweep / "llm=tiny-xs" / "T=50" / "seed=0"
+    assert [result(d)["status"] for d in ok] == ["done", "done"]
+    failed = result(bad)
+    assert failed["status"] == "failed" and failed["error"]["type"] == "ValueError"
+    assert "valid values are [1, 4, 16, 64, 256]" in failed["error"]["message"]
+    table = pd.read_csv(sweep / "results.csv")
+    assert sorted(table["status"]) == ["done", "done", "failed"]
+
+    stamps = {d: (d / "result.json").stat().st_mtime_ns for d in [*ok, bad]}
+    time.sleep(0.05)
+    second = run_cli(*args, check=False)
+    assert second.returncode == 1
+    assert all((d / "result.json").stat().st_mtime_ns == stamps[d] for d in ok), "done points must be skipped"
+    assert (bad / "result.json").stat().st_mtime_ns != stamps[bad], "the failed point must be re-run"
+    assert "skipping" in second.stdout + second.stderr
+
+
+def test_sigterm_mid_run_resumes_to_the_uninterrupted_result(run_cli, tmp_path):
+    common = [
+        *QUICK,
+        "visual_tokens=4",
+        "stage=finetune",
+        "trainer.max_steps=120",
+        "trainer.val_check_interval=60",
+        "checkpoint.every_n_train_steps=20",
+        "threads=1",
+    ]
+    reference = tmp_path / "reference"
+    run_cli(*common, f"run_dir={reference}")
+
+    interrupted = tmp_path / "interrupted"
+    proc = run_cli(*common, f"run_dir={interrupted}", background=True)
+    last = interrupted / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    time.sleep(0.5)  # well inside the next 20 steps
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "SIGTERM: saved" in output
+    assert last.exists() and not (interrupted / "result.json").exists()
+
+    resumed = run_cli(*common, f"run_dir={interrupted}")
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    got, want = result(interrupted), result(reference)
+    assert got["status"] == "done" and got["steps"] == want["steps"] == 120
+    assert got["config_hash"] == want["config_hash"]
+    assert got["metrics"]["val/loss"] == pytest.approx(want["metrics"]["val/loss"], abs=1e-3)
+    for key in ("error/reasoning", "error/ocr", "error/avg"):
+        assert got["metrics"][key] == pytest.approx(want["metrics"][key], abs=0.07)

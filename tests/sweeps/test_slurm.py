@@ -1,0 +1,89 @@
+"""The sweep on a real SLURM cluster (scripts/slurm-local.sh up): a job array through hydra-submitit-launcher,
+and a job requeued mid-run that resumes from its checkpoint and ends with one result."""
+
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+from sweep_helpers import QUICK, result
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SLURM = ["+sweep=tiny", "hydra/launcher=slurm", "hydra.launcher.timeout_min=15"]
+
+
+def squeue_ids() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_reduced_grid_runs_as_a_job_array(run_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        *SLURM,
+        *QUICK,
+        "llm=tiny-xs,tiny-s",
+        "visual_tokens=1,4",
+        "trainer.max_steps=5",
+        f"hydra.sweep.dir={sweep}",
+    )
+    runs = sorted(sweep.glob("llm=*/T=*/seed=0"))
+    assert len(runs) == 4
+    assert all(result(r)["status"] == "done" for r in runs)
+    # one array: every job id is <array>_<index> of the same array
+    job_dirs = [p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name]
+    assert len({d.split("_")[0] for d in job_dirs}) == 1 and len(job_dirs) == 4, job_dirs
+    table = pd.read_csv(sweep / "results.csv")
+    assert len(table) == 4 and set(table["status"]) == {"done"}
+    assert set(table["llm"]) == {"tiny-xs", "tiny-s"} and set(table["visual_tokens"]) == {1, 4}
+    assert "metrics.error/avg" in table.columns
+    # threads pinned from the job's allocation (cpus_per_task=1)
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.*"))
+    assert "threads=1" in logs, proc.stdout[-2000:]
+
+
+def test_requeued_job_resumes_from_its_checkpoint(run_cli, tmp_path):
+    common = [
+        *QUICK,
+        "visual_tokens=4",
+        "stage=finetune",
+        "trainer.max_steps=120",
+        "trainer.val_check_interval=60",
+        "checkpoint.every_n_train_steps=20",
+    ]
+    reference = tmp_path / "reference"
+    run_cli(*common, "threads=1", f"run_dir={reference}")
+
+    sweep = tmp_path / "sweep"
+    proc = run_cli(*SLURM, *common, f"hydra.sweep.dir={sweep}", background=True)
+    run_dir = sweep / "llm=tiny-xs" / "T=4" / "seed=0"
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.2)
+    jobs = squeue_ids()
+    assert len(jobs) == 1, jobs
+    subprocess.run(["scontrol", "requeue", jobs[0]], check=True)
+    # SLURM holds a requeued job back for a while (BeginTime); let it start again now.
+    for _ in range(50):
+        if (
+            subprocess.run(
+                ["scontrol", "update", f"jobid={jobs[0]}", "StartTime=now"], capture_output=True
+            ).returncode
+            == 0
+        ):
+            break
+        time.sleep(0.2)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-3000:]
+
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.*"))
+    assert "SIGTERM: saved" in logs and "resuming from" in logs
+    got, want = result(run_dir), result(reference)
+    assert got["status"] == "done" and got["steps"] == 120
+    assert got["config_hash"] == want["config_hash"]
+    assert got["metrics"]["val/loss"] == pytest.approx(want["metrics"]["val/loss"], abs=1e-3)
+    for key in ("error/reasoning", "error/ocr", "error/avg"):
+        assert got["metrics"][key] == pytest.approx(want["metrics"][key], abs=0.07)
+    assert len(list(sweep.rglob("result.json"))) == 1
