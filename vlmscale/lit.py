@@ -166,7 +166,8 @@ class VLMLightningModule(L.LightningModule):
         self.last_validated_step = self.global_step
 
     # -- optimisation ------------------------------------------------------------------------------
-    def configure_optimizers(self):
+    def make_optimizer(self, total_steps: int):
+        """AdamW (projector may have its own lr) with linear warmup then cosine decay over `total_steps`."""
         cfg = self.optim
         groups = []
         projector_params = [p for p in self.vlm.projector.parameters() if p.requires_grad]
@@ -180,10 +181,13 @@ class VLMLightningModule(L.LightningModule):
         if not groups:
             raise ValueError(f"stage {self.stage!r} leaves nothing to train")
         optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = max(int(total_steps), 1)
         warmup = int(math.ceil(cfg.warmup_ratio * total))
         schedule = partial(_warmup_cosine, warmup=warmup, total=total, floor=cfg.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    def configure_optimizers(self):
+        optimizer, scheduler = self.make_optimizer(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # Frozen weights that are loaded by name again (pretrained LLM / tower) stay out of checkpoints;

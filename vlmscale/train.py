@@ -95,12 +95,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         record.update({"wall_time_s": time.time() - started, "config": resolved})
         write_result(run_dir, record)
         if _is_multirun():
-            return record  # one failed point must not stop the sweep
+            return read_result(run_dir)  # one failed point must not stop the sweep
         raise
     record.update({"wall_time_s": time.time() - started, "config": resolved})
     write_result(run_dir, record)
     log.info("result: %s", run_dir / "result.json")
-    return record
+    return read_result(run_dir)  # what is on disk (NaN metrics become null), not what was in memory
 
 
 def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -19,9 +19,7 @@ def compose_train(overrides=(), hydra_config=False):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra_config)
 
 
-@pytest.mark.parametrize(
-    "group", ["llm", "vision", "projector", "data", "trainer", "logger", "eval"]
-)
+@pytest.mark.parametrize("group", ["llm", "vision", "projector", "data", "trainer", "logger", "eval"])
 def test_every_option_of_every_group_composes(group):
     assert options(group), f"conf/{group} is empty"
     for option in options(group):
@@ -35,7 +33,9 @@ def test_sweep_axes_are_top_level_and_trainer_args_live_under_trainer():
     assert cfg.llm.name == "tiny-s" and cfg.visual_tokens == 4 and cfg.trainer.max_steps == 20
 
 
-@pytest.mark.parametrize("sweep,points", [("tiny", 16), ("grid", 28), ("grid_pretrain", 28), ("grid_holdout", 7)])
+@pytest.mark.parametrize(
+    "sweep,points", [("tiny", 16), ("grid", 28), ("grid_pretrain", 28), ("grid_holdout", 7)]
+)
 def test_sweeps_turn_on_multirun_and_enumerate_the_grid(sweep, points):
     cfg = compose_train([f"+sweep={sweep}"], hydra_config=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"

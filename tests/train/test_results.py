@@ -30,7 +30,9 @@ def test_config_hash_ignores_non_semantic_keys_only():
 
 
 def test_write_result_round_trip_and_nan_metrics(tmp_path):
-    write_result(tmp_path, {"status": "done", "config_hash": "abc", "metrics": {"error/avg": float("nan"), "x": 0.5}})
+    write_result(
+        tmp_path, {"status": "done", "config_hash": "abc", "metrics": {"error/avg": float("nan"), "x": 0.5}}
+    )
     result = read_result(tmp_path)
     assert result["schema"] == 1
     assert result["metrics"] == {"error/avg": None, "x": 0.5}
@@ -58,8 +60,10 @@ def _writer(args):
     sweep, i, repeats = args
     for r in range(repeats):
         # each point writes its own folder; all also hammer one shared file
-        write_result(Path(sweep) / f"llm=p{i}" / "T=1" / "seed=0", {"status": "done", "i": i, "r": r,
-                                                                     "metrics": {"error/avg": i / 100}})
+        write_result(
+            Path(sweep) / f"llm=p{i}" / "T=1" / "seed=0",
+            {"status": "done", "i": i, "r": r, "metrics": {"error/avg": i / 100}},
+        )
         write_json_atomic(Path(sweep) / "shared.json", {"i": i, "r": r, "pad": "x" * 4096})
     return os.getpid()
 

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 SPLITS = ("train", "val", "test")
 DEFAULT_SIZES = {"train": 4000, "val": 200, "test": 200}
 
@@ -76,7 +76,7 @@ Q_EXIST = "Is there a {colour} {shape}?"
 Q_SPATIAL = "Is the {colour} {shape} left or right of the {colour2} {shape2}?"
 Q_READ = "What does the text say?"
 
-GRID = 4  # objects sit in a GRID x GRID layout of cells (16-pixel cells on a 64-pixel image)
+GRID = 2  # objects sit in a GRID x GRID layout of cells (32-pixel cells on a 64-pixel image)
 
 
 # ----------------------------------------------------------------------------------------------- cache helpers
@@ -165,10 +165,10 @@ def _font() -> ImageFont.ImageFont:
 
 
 def _cell_box(cell: int, image_size: int, rng: random.Random) -> tuple[int, int, int, int]:
-    """A square box for one object inside grid cell ``cell`` (row-major), with a random size and offset."""
+    """A square box for one object inside grid cell ``cell`` (row-major): it fills most of the cell."""
     step = image_size / GRID
     row, col = divmod(cell, GRID)
-    side = max(3, round(step * rng.uniform(0.55, 0.85)))
+    side = max(3, round(step * rng.uniform(0.65, 0.9)))
     slack = max(0, int(step) - side)
     x0 = int(col * step) + rng.randint(0, slack)
     y0 = int(row * step) + rng.randint(0, slack)
@@ -208,32 +208,26 @@ def _other_descriptions(exclude: set[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _colour(rng: random.Random, image_size: int):
+    # one big object: its colour is the only colour in the scene
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-    n_distractors = rng.randint(0, 2)
-    cells = rng.sample(range(GRID * GRID), 1 + n_distractors)
-    others = [s for s in SHAPES if s != shape]  # the asked-about shape is unique in the scene
-    objects = [(shape, colour, cells[0])]
-    objects += [(rng.choice(others), rng.choice(list(COLOURS)), c) for c in cells[1:]]
+    objects = [(shape, colour, rng.randrange(GRID * GRID))]
     return _scene(objects, image_size, rng), Q_COLOUR.format(shape=shape), colour
 
 
 def _count(rng: random.Random, image_size: int):
-    shape, n = rng.choice(SHAPES), rng.randint(1, len(COUNT_WORDS))
-    n_distractors = rng.randint(0, 1)
-    cells = rng.sample(range(GRID * GRID), n + n_distractors)
-    others = [s for s in SHAPES if s != shape]
-    objects = [(shape, rng.choice(list(COLOURS)), c) for c in cells[:n]]
-    objects += [(rng.choice(others), rng.choice(list(COLOURS)), c) for c in cells[n:]]
+    # 1..4 copies of one shape in one colour, one per cell, nothing else: the count is the amount of colour
+    shape, colour, n = rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.randint(1, len(COUNT_WORDS))
+    objects = [(shape, colour, cell) for cell in rng.sample(range(GRID * GRID), n)]
     return _scene(objects, image_size, rng), Q_COUNT.format(shape=shape), COUNT_WORDS[n - 1]
 
 
 def _exist(rng: random.Random, image_size: int):
+    # 1 or 2 big objects; when the answer is no, none of them has the asked colour (colour alone decides)
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
     present = rng.random() < 0.5
-    n_objects = rng.randint(1, 3)  # same distribution whether the answer is yes or no
-    cells = rng.sample(range(GRID * GRID), n_objects)
-    pool = _other_descriptions({(shape, colour)})  # distractors never match the asked description
-    objects = [(*rng.choice(pool), cell) for cell in cells]
+    cells = rng.sample(range(GRID * GRID), rng.randint(1, 2))  # same distribution for yes and no
+    others = [c for c in COLOURS if c != colour]
+    objects = [(rng.choice(SHAPES), rng.choice(others), cell) for cell in cells]
     if present:
         objects[0] = (shape, colour, cells[0])
     question = Q_EXIST.format(colour=colour, shape=shape)
@@ -241,7 +235,7 @@ def _exist(rng: random.Random, image_size: int):
 
 
 def _spatial(rng: random.Random, image_size: int):
-    # two objects of different colours (so each is findable by colour alone) in different grid columns
+    # exactly two big objects of different colours (each findable by colour alone) in different grid columns
     colour_a, colour_b = rng.sample(list(COLOURS), 2)
     shape_a, shape_b = rng.choice(SHAPES), rng.choice(SHAPES)
     left = rng.random() < 0.5
