@@ -49,7 +49,7 @@ def test_sweeps_turn_on_multirun_and_enumerate_the_grid(sweep, points):
 def test_paper_grid_defaults_to_slurm_and_tiny_to_local():
     grid = compose_train(["+sweep=grid"], hydra_config=True)
     tiny = compose_train(["+sweep=tiny"], hydra_config=True)
-    assert grid.hydra.launcher._target_ == "vlmscale.launch.CheckpointingSlurmLauncher"
+    assert grid.hydra.launcher._target_ == "hydra_plugins.vlmscale_launcher.CheckpointingSlurmLauncher"
     assert grid.hydra.launcher.gpus_per_node == 8
     assert "joblib" in tiny.hydra.launcher._target_
     assert grid.vision.pretrained == "openai/clip-vit-large-patch14-336"
