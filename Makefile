@@ -27,20 +27,20 @@ test-fast: install
 	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 # The main job on the embedded default: the tiny sweep on the synthetic suite, then the scaling-law fit.
+# Re-running it skips the points already done.
 demo: install
 	$(PY) -m vlmscale.train +sweep=tiny hydra.sweep.dir=$(DEMO_DIR)/sweep
-	$(PY) -m analysis table $(DEMO_DIR)/sweep --out $(DEMO_DIR)/results.csv
-	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/avg --out $(DEMO_DIR)/fit
-	@echo "results table: $(DEMO_DIR)/results.csv"
-	@echo "fit and plots: $(DEMO_DIR)/fit/"
+	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/avg --bootstrap 200 --out $(DEMO_DIR)/fit
+	@echo "results table: $(DEMO_DIR)/sweep/results.csv"
+	@echo "fit and plots: $(DEMO_DIR)/fit/ (scaling.png is the paper-style figure)"
 
 lint: install
-	$(PY) -m ruff check vlmscale analysis tests benchmarks
-	$(PY) -m ruff format --check vlmscale analysis tests benchmarks
+	$(PY) -m ruff check vlmscale analysis hydra_plugins tests benchmarks
+	$(PY) -m ruff format --check vlmscale analysis hydra_plugins tests benchmarks
 
 format: install
-	$(PY) -m ruff format vlmscale analysis tests benchmarks
-	$(PY) -m ruff check --fix vlmscale analysis tests benchmarks
+	$(PY) -m ruff format vlmscale analysis hydra_plugins tests benchmarks
+	$(PY) -m ruff check --fix vlmscale analysis hydra_plugins tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

@@ -49,11 +49,16 @@ class SaveOnInterrupt(L.Callback):
     def __init__(self, last_ckpt: str | Path) -> None:
         self.last_ckpt = Path(last_ckpt)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and trainer.global_step > 0:
             self.last_ckpt.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(self.last_ckpt)
-            log.warning("SIGTERM: saved %s at step %d; rerun the same command to resume", self.last_ckpt,
-                        trainer.global_step)
+            log.warning(
+                "SIGTERM: saved %s at step %d; rerun the same command to resume",
+                self.last_ckpt,
+                trainer.global_step,
+            )

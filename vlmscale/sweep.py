@@ -42,9 +42,12 @@ class SweepSummary(Callback):
         collected = collect_sweep(sweep_dir)
         table_path = write_table(collected.table, sweep_dir / self.table_name)
         log.info("sweep: %s; table: %s", collected.summary(), table_path)
-        not_done = collected.table[collected.table["status"] != "done"] if len(collected.table) else []
-        for _, row in getattr(not_done, "iterrows", lambda: [])():
-            log.error("point %s ended %s: %s", row.get("path"), row.get("status"), row.get("error.message", ""))
+        table = collected.table
+        not_done = table[table["status"] != "done"]
+        for _, row in not_done.iterrows():
+            log.error(
+                "point %s ended %s: %s", row.get("path"), row.get("status"), row.get("error.message", "")
+            )
         for path, reason in collected.corrupt:
             log.error("unreadable result %s: %s", path, reason)
         if self.fail_on_error and (len(not_done) or collected.corrupt):

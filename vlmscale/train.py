@@ -125,7 +125,9 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     except SIGTERMException:
         # last.ckpt was saved at the step boundary (launch.SaveOnInterrupt); no result is written, so the
         # same command (or SLURM's requeue) resumes. 128 + SIGTERM, as a shell reports a killed process.
-        log.warning("stopped by SIGTERM at step %d; run the same command again to resume", trainer.global_step)
+        log.warning(
+            "stopped by SIGTERM at step %d; run the same command again to resume", trainer.global_step
+        )
         raise SystemExit(143) from None
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
