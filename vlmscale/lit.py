@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,6 @@ class OptimConfig:
 class EvalConfig:
     max_new_tokens: int = 8
     generate: bool = True  # greedy-decode answers in validation for exact-match accuracy
-    categories: Sequence[str] = field(default_factory=lambda: ("reasoning", "ocr"))
 
 
 def trainable_parts(stage: str) -> tuple[str, ...]:
@@ -117,10 +116,10 @@ class VLMLightningModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
 
-    def _eval_step(self, batch: Mapping[str, Any], prefix: str) -> None:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         bs = batch["input_ids"].shape[0]
         loss = self._forward(batch).loss
-        self.log(f"{prefix}/loss", loss, prog_bar=prefix == "val", batch_size=bs, sync_dist=True)
+        self.log("val/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
         if not self.eval_cfg.generate:
             return
         predictions = self.generate_answers(batch)
@@ -128,9 +127,6 @@ class VLMLightningModule(L.LightningModule):
             counts = self._eval_counts[cat or "all"]
             counts[0] += int(exact_match(pred, ref))
             counts[1] += 1
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
 
     @torch.no_grad()
     def generate_answers(self, batch: Mapping[str, Any]) -> list[str]:
@@ -145,24 +141,18 @@ class VLMLightningModule(L.LightningModule):
         )
         return self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
 
-    def _log_accuracy(self, prefix: str) -> None:
-        if not self._eval_counts:
-            return
-        errors = {}
-        correct_all = total_all = 0
-        for cat, (correct, total) in sorted(self._eval_counts.items()):
-            errors[cat] = 1.0 - correct / total
-            correct_all, total_all = correct_all + correct, total_all + total
-            self.log(f"{prefix}/error/{cat}", errors[cat], sync_dist=True)
-            self.log(f"{prefix}/n/{cat}", float(total), sync_dist=True)
-        self.log(f"{prefix}/error/avg", 1.0 - correct_all / total_all, prog_bar=True, sync_dist=True)
-        self._eval_counts.clear()
-
     def on_validation_epoch_start(self) -> None:
         self._eval_counts.clear()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_accuracy("val")
+        # error/avg is the mean of the category errors, as in vlmscale.eval (categories weigh equally).
+        errors = {cat: 1.0 - correct / total for cat, (correct, total) in self._eval_counts.items()}
+        for cat, error in sorted(errors.items()):
+            self.log(f"val/error/{cat}", error, sync_dist=True)
+            self.log(f"val/n/{cat}", float(self._eval_counts[cat][1]), sync_dist=True)
+        if errors:
+            self.log("val/error/avg", sum(errors.values()) / len(errors), prog_bar=True, sync_dist=True)
+        self._eval_counts.clear()
         self.last_validated_step = self.global_step
 
     # -- optimisation ------------------------------------------------------------------------------

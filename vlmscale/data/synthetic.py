@@ -164,10 +164,11 @@ def _font() -> ImageFont.ImageFont:
     return loader() if loader is not None else ImageFont.load_default()
 
 
-def _cell_box(cell: int, image_size: int, rng: random.Random) -> tuple[int, int, int, int]:
-    """A square box for one object inside grid cell ``cell`` (row-major): it fills most of the cell."""
-    step = image_size / GRID
-    row, col = divmod(cell, GRID)
+def _cell_box(cell: int, image_size: int, rng: random.Random, grid: int = GRID) -> tuple[int, int, int, int]:
+    """A square box for one object inside cell ``cell`` (row-major) of a ``grid`` x ``grid`` layout: it fills
+    most of the cell."""
+    step = image_size / grid
+    row, col = divmod(cell, grid)
     side = max(3, round(step * rng.uniform(0.65, 0.9)))
     slack = max(0, int(step) - side)
     x0 = int(col * step) + rng.randint(0, slack)
@@ -192,11 +193,13 @@ def _background(rng: random.Random) -> tuple[int, int, int]:
     return tuple(rng.randint(225, 255) for _ in range(3))  # light, slightly tinted
 
 
-def _scene(objects: list[tuple[str, str, int]], image_size: int, rng: random.Random) -> Image.Image:
+def _scene(
+    objects: list[tuple[str, str, int]], image_size: int, rng: random.Random, grid: int = GRID
+) -> Image.Image:
     img = Image.new("RGB", (image_size, image_size), _background(rng))
     draw = ImageDraw.Draw(img)
     for shape, colour, cell in objects:
-        _draw_shape(draw, shape, colour, _cell_box(cell, image_size, rng))
+        _draw_shape(draw, shape, colour, _cell_box(cell, image_size, rng, grid))
     return img
 
 
@@ -208,10 +211,10 @@ def _other_descriptions(exclude: set[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _colour(rng: random.Random, image_size: int):
-    # one big object: its colour is the only colour in the scene
+    # one object filling most of the image: its colour is the only colour in the scene
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-    objects = [(shape, colour, rng.randrange(GRID * GRID))]
-    return _scene(objects, image_size, rng), Q_COLOUR.format(shape=shape), colour
+    img = _scene([(shape, colour, 0)], image_size, rng, grid=1)
+    return img, Q_COLOUR.format(shape=shape), colour
 
 
 def _count(rng: random.Random, image_size: int):
