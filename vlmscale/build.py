@@ -51,9 +51,11 @@ def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
     if cfg.get("init_from"):
         loaded = init_from_checkpoint(vlm, cfg.init_from)
         log.info("initialised %s from %s", ", ".join(loaded), cfg.init_from)
-    elif cfg.stage == "finetune":
+    elif cfg.stage == "finetune" and cfg.llm.get("pretrained"):
+        # A random tiny LLM trains from scratch with the projector in one stage; a pretrained one should not
+        # meet an untrained projector (LLaVA: pretrain the projector first).
         log.warning(
-            "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: projector is untrained"
+            "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: the projector is untrained"
         )
     module = VLMLightningModule(
         vlm,
