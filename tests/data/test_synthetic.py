@@ -73,6 +73,31 @@ def test_splits_sizes_families_and_answers(suite):
     assert meta["params"]["sizes"] == SIZES
 
 
+def test_scenes_show_the_answer(tmp_path):
+    """The coarse scenes carry their answer: colour shows only the answer's colour, count one colour,
+    exist the asked colour exactly when the answer is yes, spatial two colours."""
+    from PIL import Image
+
+    folder = ensure_synthetic(tmp_path, seed=3, sizes={"train": 60, "val": 5, "test": 5}, progress=False)
+    seen = set()
+    for r in json.loads((folder / "train.json").read_text()):
+        img = Image.open(folder / "images" / r["image"]).convert("RGB")
+        pixels = {rgb for _, rgb in img.getcolors(img.width * img.height)}
+        shown = {name for name, rgb in syn.COLOURS.items() if rgb in pixels}
+        question, answer = r["conversations"][0]["value"], r["conversations"][1]["value"]
+        if r["family"] == "colour":
+            assert shown == {answer}
+        elif r["family"] == "count":
+            assert len(shown) == 1
+        elif r["family"] == "exist":
+            asked = next(c for c in syn.COLOURS if f" {c} " in question)
+            assert (asked in shown) == (answer == "yes") and 1 <= len(shown) <= 2
+        elif r["family"] == "spatial":
+            assert len(shown) == 2
+        seen.add(r["family"])
+    assert seen == set(syn.FAMILIES)
+
+
 def test_generated_once_and_reused(suite, monkeypatch):
     monkeypatch.setattr(
         syn, "generate_split", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regenerated"))

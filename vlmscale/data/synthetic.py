@@ -13,6 +13,14 @@ reasoning spatial  Is the red circle left or right of the blue ...? left / right
 ocr       read     What does the text say?                          2-3 glyphs   ~0.0005
 ======== ========= ================================================ ============ =========
 
+The scenes are coarse on purpose: a tiny VLM trained for about one epoch (a few thousand examples) must be able
+to learn the reasoning families. Objects sit in a 2x2 layout and fill most of a 32-pixel cell: ``colour`` shows
+one object filling most of the image; ``count`` shows 1-4 copies of one shape in one colour and nothing else;
+``exist`` shows 1 or 2 objects, none of the asked colour when the answer is no; ``spatial`` shows exactly two
+objects of different colours in different columns. (Version 1 used a 4x4 layout of 9-14 pixel objects with
+distractors; tiny models could not learn it within the CPU budget and answered a constant per family.) The
+``read`` family stays a fine-detail task: 2-3 small glyphs anywhere in the image.
+
 "Chance" is the accuracy of the best guess that does not look at the image (every answer within a family is
 equally likely and independent of the question's wording). With the default equal family weights the
 reasoning category's chance level is (1/6 + 1/4 + 1/2 + 1/2) / 4 = 0.354 (error 0.646); see
