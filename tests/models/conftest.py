@@ -17,7 +17,9 @@ WORDS = (
 
 
 def load_conf(group: str, name: str) -> dict:
-    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
+    cfg = yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
+    cfg.pop("defaults", None)  # Hydra's defaults list (e.g. a tiny LLM's optim choice) is not a builder kwarg
+    return cfg
 
 
 @pytest.fixture(scope="session")
