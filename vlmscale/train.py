@@ -27,10 +27,14 @@ log = logging.getLogger("vlmscale.train")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-# Expected here, so not worth a line on every run: srun on PATH outside a job (a login node, or this machine
-# with scripts/slurm-local.sh), and the frozen vision tower sitting in eval mode while the rest trains.
-warnings.filterwarnings("ignore", message="The `srun` command is available")
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+def quiet_expected_warnings() -> None:
+    """Expected, so not worth lines on every run: srun on PATH outside a job (a login node, or this machine
+    with scripts/slurm-local.sh), the frozen vision tower in eval mode while the rest trains, and a Lightning
+    internal deprecation. Set per run: launcher worker processes reset the filters a module set at import."""
+    warnings.filterwarnings("ignore", message="The `srun` command is available")
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def set_threads(threads: int | str | None) -> int:
@@ -110,6 +114,7 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from vlmscale.build import build_datamodule, build_module, build_trainer, text_tokens_of
     from vlmscale.eval.runner import evaluate_from_config
 
+    quiet_expected_warnings()
     threads = set_threads(cfg.get("threads"))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module, tokenizer = build_module(cfg)
