@@ -28,10 +28,6 @@ def register_active_run(trainer: L.Trainer, last_ckpt: Path) -> None:
     _active["trainer"], _active["path"] = trainer, Path(last_ckpt)
 
 
-def clear_active_run() -> None:
-    _active.clear()
-
-
 def save_active_checkpoint() -> Path | None:
     """Write `last.ckpt` for the run in progress in this process, if any (used on preemption)."""
     trainer, path = _active.get("trainer"), _active.get("path")

@@ -91,23 +91,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(run_dir),
     }
     try:
-        outcome = train_and_test(cfg, run_dir)
+        outcome = train_and_evaluate(cfg, run_dir, resolved)
         record = {"status": "done", "error": None, **base, **outcome}
+        failure = None
     except Exception as error:  # SystemExit (preemption, SIGTERM) is not a failure: it resumes later.
         log.exception("run %s failed", run_dir)
         record = {"status": "failed", "error": failure_record(error), **base}
-        record.update({"wall_time_s": time.time() - started, "config": resolved})
-        write_result(run_dir, record)
-        if _is_multirun():
-            return read_result(run_dir)  # one failed point must not stop the sweep
-        raise
+        failure = error
     record.update({"wall_time_s": time.time() - started, "config": resolved})
     write_result(run_dir, record)
-    log.info("result: %s", run_dir / "result.json")
+    log.info("result (%s): %s", record["status"], run_dir / "result.json")
+    if failure is not None and not _is_multirun():  # in a sweep, one failed point must not stop the rest
+        raise failure
     return read_result(run_dir)  # what is on disk (NaN metrics become null), not what was in memory
 
 
-def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train_and_evaluate(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -141,7 +140,6 @@ def train_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
     # Final scores: the eval tasks (default: the synthetic suite's test split), predictions kept on disk.
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     metrics.update(evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval"))
     accounting = module.vlm.accounting(
         text_tokens_of(datamodule.datasets.get("test") or datamodule.datasets["val"])
