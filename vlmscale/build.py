@@ -37,7 +37,7 @@ def build_tokenizer(cfg: DictConfig):
     return load_tokenizer(pretrained, cache_dir=cfg.paths.cache_dir)
 
 
-def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
+def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLightningModule, Any]:
     from vlmscale.models import build_vlm
 
     tokenizer = build_tokenizer(cfg)
@@ -57,6 +57,15 @@ def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
         log.warning(
             "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: the projector is untrained"
         )
+    if cfg.stage == "finetune" and cfg.llm.get("dtype") in ("bfloat16", "float16"):
+        if "DeepSpeed" not in str(cfg.trainer.get("strategy", {}).get("_target_", "")):
+            log.warning(
+                "finetuning a %s LLM without DeepSpeed: AdamW updates of ~lr are below half a %s step for most "
+                "weights, so the LLM barely moves; use trainer=deepspeed_zero2/3 (fp32 master weights) or "
+                "llm.dtype=float32",
+                cfg.llm.dtype,
+                cfg.llm.dtype,
+            )
     module = VLMLightningModule(
         vlm,
         tokenizer,
@@ -66,6 +75,7 @@ def build_module(cfg: DictConfig) -> tuple[VLMLightningModule, Any]:
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         # Frozen parts loadable again by name need not fill checkpoints; randomly initialised ones must.
         reloadable_parts=tuple(part for part in ("vision", "llm") if cfg[part].get("pretrained")),
+        config_hash=config_hash,
     )
     return module, tokenizer
 

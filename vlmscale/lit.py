@@ -20,6 +20,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vlmscale.data import stop_token_ids
+from vlmscale.eval.runner import decode
 from vlmscale.eval.scorers import exact_match
 
 STAGES = ("pretrain", "finetune")
@@ -62,9 +64,11 @@ class VLMLightningModule(L.LightningModule):
         eval: EvalConfig | Mapping[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         reloadable_parts: tuple[str, ...] = (),
+        config_hash: str | None = None,
     ) -> None:
         super().__init__()
         self.reloadable_parts = tuple(reloadable_parts)
+        self.config_hash = config_hash  # stamped into checkpoints, so a resume can refuse a foreign one
         self.vlm = vlm
         self.tokenizer = tokenizer
         self.stage = stage
@@ -76,6 +80,7 @@ class VLMLightningModule(L.LightningModule):
         if gradient_checkpointing:
             self.vlm.llm.model.gradient_checkpointing_enable()
         self._eval_counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self._stop_ids = stop_token_ids(tokenizer)  # eos and end-of-turn (e.g. <|im_end|>), as in eval
         self.last_validated_step = -1
 
     # -- what trains -------------------------------------------------------------------------------
@@ -139,7 +144,7 @@ class VLMLightningModule(L.LightningModule):
             has_image=batch.get("has_image"),
             max_new_tokens=self.eval_cfg.max_new_tokens,
         )
-        return self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return decode(tokens, self.tokenizer, self._stop_ids)
 
     def on_validation_epoch_start(self) -> None:
         self._eval_counts.clear()
@@ -183,14 +188,19 @@ class VLMLightningModule(L.LightningModule):
     # Frozen weights that are loaded by name again (pretrained LLM / tower) stay out of checkpoints;
     # randomly initialised tiny parts must be kept, or a resumed run would rebuild different weights.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # From state_dict, not named_parameters: a tied lm_head shares the embedding tensor and is listed once
+        # by named_parameters, but stored under both names.
         frozen = {
-            f"vlm.{n}"
+            key
             for part in self.reloadable_parts
-            for n, p in getattr(self.vlm, part).named_parameters(prefix=part)
-            if not p.requires_grad
+            for key, value in getattr(self.vlm, part)
+            .state_dict(prefix=f"vlm.{part}.", keep_vars=True)
+            .items()
+            if not value.requires_grad
         }
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint["vlmscale_stage"] = self.stage
+        checkpoint["vlmscale_config_hash"] = self.config_hash
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Restore what the checkpoint holds; parts left out of it stay as built.
@@ -212,6 +222,11 @@ def init_from_checkpoint(vlm: torch.nn.Module, ckpt_path: str | Path) -> list[st
 
     Loaded with `weights_only=True`: a checkpoint is data, never code."""
     path = Path(ckpt_path)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a DeepSpeed (sharded) checkpoint folder; convert it first with "
+            "lightning.pytorch.utilities.deepspeed.convert_zero_checkpoint_to_fp32_state_dict and pass the file"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} not found; set init_from=<pretrain run dir>/checkpoints/last.ckpt"
@@ -230,32 +245,37 @@ def init_from_checkpoint(vlm: torch.nn.Module, ckpt_path: str | Path) -> list[st
 
 
 class StepIndexedSampler(Sampler[int]):
-    """An endless, seeded shuffle whose i-th index depends only on (seed, i).
+    """An endless, seeded shuffle whose i-th index depends only on (seed, i), dealt round-robin to ranks.
 
-    Training is counted in optimiser steps, so a run resumed from a checkpoint at global step s starts the
-    stream at s * batch_size * accumulation and sees exactly the batches an uninterrupted run would have
-    seen, with no loader state to save (and no off-by-one from Lightning's one-batch prefetch)."""
+    Training is counted in optimiser steps, so a run resumed at global step s starts the stream at
+    s * batch_size * accumulation * world_size and sees exactly the batches an uninterrupted run would have
+    seen, with no loader state to save (and no off-by-one from Lightning's one-batch prefetch). Rank r of w
+    takes positions start + r, start + r + w, ...: together the ranks consume the single-process stream."""
 
-    def __init__(self, num_samples: int, seed: int = 0, start: int = 0) -> None:
+    def __init__(
+        self, num_samples: int, seed: int = 0, start: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         if num_samples <= 0:
             raise ValueError("the training split is empty; check the data config (data.*) and its paths")
         self.num_samples = num_samples
         self.seed = seed
         self.start = start
+        self.rank = rank
+        self.world_size = world_size
 
     def _permutation(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.num_samples, generator=g).tolist()
 
     def __iter__(self):
-        position = self.start
+        position = self.start + self.rank
         epoch, perm = -1, []
         while True:
             if position // self.num_samples != epoch:
                 epoch = position // self.num_samples
                 perm = self._permutation(epoch)
             yield perm[position % self.num_samples]
-            position += 1
+            position += self.world_size
 
 
 class VLMDataModule(L.LightningDataModule):
@@ -293,11 +313,15 @@ class VLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Called after a checkpoint's loop state is restored, so global_step is where training resumes.
+        # The sampler shards across ranks itself (Trainer(use_distributed_sampler=False), see conf/trainer).
         trainer = self.trainer
-        consumed = 0
+        consumed, rank, world = 0, 0, 1
         if trainer is not None:
-            consumed = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size
-        sampler = StepIndexedSampler(len(self.datasets["train"]), seed=self.seed, start=consumed)
+            rank, world = trainer.global_rank, trainer.world_size
+            consumed = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size * world
+        sampler = StepIndexedSampler(
+            len(self.datasets["train"]), seed=self.seed, start=consumed, rank=rank, world_size=world
+        )
         return self._loader("train", self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -91,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(run_dir),
     }
     try:
-        outcome = train_and_evaluate(cfg, run_dir, resolved)
+        outcome = train_and_evaluate(cfg, run_dir, resolved, chash)
         record = {"status": "done", "error": None, **base, **outcome}
         failure = None
     except Exception as error:  # SystemExit (preemption, SIGTERM) is not a failure: it resumes later.
@@ -106,7 +106,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return read_result(run_dir)  # what is on disk (NaN metrics become null), not what was in memory
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any]) -> dict[str, Any]:
+def train_and_evaluate(
+    cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], chash: str
+) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -116,12 +118,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any])
     quiet_expected_warnings()
     threads = set_threads(cfg.get("threads"))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    module, tokenizer = build_module(cfg)
+    module, tokenizer = build_module(cfg, config_hash=chash)
     datamodule = build_datamodule(cfg, tokenizer, module.vlm)
     trainer = build_trainer(cfg, run_dir)
     log.info("run %s: llm=%s T=%s threads=%d", run_dir, cfg.llm.name, cfg.visual_tokens, threads)
 
-    ckpt_path = resume_checkpoint(cfg, run_dir)
+    ckpt_path = resume_checkpoint(cfg, run_dir, chash)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     try:
@@ -135,6 +137,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any])
         raise SystemExit(143) from None
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
+    # ModelCheckpoint saves every n steps; make last.ckpt the model this result describes (init_from, eval).
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     if module.last_validated_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -147,18 +151,32 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any])
     return {**accounting, "metrics": metrics, "steps": int(trainer.global_step)}
 
 
-def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+def resume_checkpoint(cfg: DictConfig, run_dir: Path, expected_hash: str) -> str | None:
+    """The checkpoint to continue from: resume=auto -> <run_dir>/checkpoints/last.ckpt when it exists (a file,
+    or a DeepSpeed folder), resume=never -> none, else the given path. A checkpoint stamped with another
+    config hash is refused: continuing it would report an old model under the new config."""
     mode = cfg.get("resume", "auto")
     if mode in (None, "never", False):
         return None
-    last = run_dir / "checkpoints" / "last.ckpt"
     if mode == "auto":
-        return str(last) if last.is_file() else None
-    path = Path(str(mode))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
-        )
+        path = run_dir / "checkpoints" / "last.ckpt"
+        if not path.exists():
+            return None
+    else:
+        path = Path(str(mode))
+        if not path.exists():
+            raise FileNotFoundError(
+                f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
+            )
+    if path.is_file():
+        import torch
+
+        stamp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("vlmscale_config_hash")
+        if stamp is not None and stamp != expected_hash:
+            raise ValueError(
+                f"{path} was written by a run with config hash {stamp}, this run's config hashes to "
+                f"{expected_hash}: pass resume=never to start over in {run_dir}, or use another run folder"
+            )
     return str(path)
 
 

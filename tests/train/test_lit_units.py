@@ -36,3 +36,13 @@ def test_stages():
     assert trainable_parts("finetune") == ("projector", "llm")
     with pytest.raises(ValueError, match="pretrain"):
         trainable_parts("sft")
+
+
+def test_ranks_share_one_stream_and_resume_with_it():
+    single = list(itertools.islice(iter(StepIndexedSampler(7, seed=1)), 24))
+    ranks = [
+        list(itertools.islice(iter(StepIndexedSampler(7, seed=1, rank=r, world_size=3)), 8)) for r in range(3)
+    ]
+    assert [ranks[i % 3][i // 3] for i in range(24)] == single
+    resumed = list(itertools.islice(iter(StepIndexedSampler(7, seed=1, start=12, rank=1, world_size=3)), 4))
+    assert resumed == single[13::3][:4]

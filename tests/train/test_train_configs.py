@@ -82,7 +82,9 @@ def test_wandb_logger_is_offline_without_a_key(monkeypatch, tmp_path):
 
 
 def test_tiny_llms_bring_their_learning_rate_and_the_command_line_still_wins():
-    lrs = {name: compose_train([f"llm={name}"]).optim.lr for name in ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")}
+    lrs = {
+        name: compose_train([f"llm={name}"]).optim.lr for name in ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")
+    }
     assert lrs == {"tiny-xs": 3e-3, "tiny-s": 2e-3, "tiny-m": 1e-3, "tiny-l": 5e-4}
     assert compose_train(["llm=tiny-xs", "optim.lr=7e-3"]).optim.lr == 7e-3
     # the paper's grid sets its own finetune lr whatever the LLM

@@ -134,3 +134,42 @@ def test_a_done_run_is_skipped_not_redone(pretrained, cache):
     before = (run_dir / "result.json").stat().st_mtime_ns
     again = run(config(cache, run_dir, "stage=pretrain", "threads=2"))  # threads is not part of the hash
     assert again == record and (run_dir / "result.json").stat().st_mtime_ns == before
+
+
+def test_last_checkpoint_is_the_final_model_whatever_the_cadence(cache, tmp_path):
+    run(config(cache, tmp_path, "trainer.max_steps=7", "checkpoint.every_n_train_steps=5", "eval.limit=4"))
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 7
+
+
+def test_frozen_pretrained_weights_stay_out_of_checkpoints_even_when_tied(cache, tmp_path):
+    from vlmscale.build import build_module
+
+    module, _ = build_module(config(cache, tmp_path, "stage=pretrain"))
+    assert module.vlm.llm.model.config.tie_word_embeddings
+    module.reloadable_parts = ("llm",)  # as for a pretrained (reloadable by name) LLM
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert not [k for k in checkpoint["state_dict"] if k.startswith("vlm.llm.")]
+    assert any(k.startswith("vlm.projector.") for k in checkpoint["state_dict"])
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(pretrained, cache, tmp_path):
+    import shutil
+
+    run_dir, _ = pretrained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", copy / "checkpoints")
+    with pytest.raises(ValueError, match="resume=never"):
+        run(config(cache, copy, "stage=pretrain", "optim.lr=5e-3"))
+    assert read_result(copy)["status"] == "failed"
+    # starting over is one override away
+    assert run(config(cache, copy, "stage=pretrain", "optim.lr=5e-3", "resume=never"))["status"] == "done"
+
+
+def test_init_from_a_sharded_checkpoint_folder_says_how_to_convert(cache, tmp_path):
+    from vlmscale.build import build_module
+
+    (tmp_path / "last.ckpt").mkdir()
+    with pytest.raises(ValueError, match="convert_zero_checkpoint_to_fp32_state_dict"):
+        build_module(config(cache, tmp_path, "stage=finetune", f"init_from={tmp_path / 'last.ckpt'}"))

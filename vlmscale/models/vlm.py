@@ -91,6 +91,11 @@ class VisionLanguageModel(nn.Module):
     ):
         rows = self.image_rows(input_ids, has_image)
         visual = None
+        if pixel_values is None and bool(rows.any()):
+            raise ValueError(
+                f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
+                "or has_image=False for text-only rows (their <image> is then an ordinary token)"
+            )
         if pixel_values is not None and bool(rows.any()):
             # Only rows with an image go through the tower, compressor and query pass.
             q_ids = query_ids[rows] if query_ids is not None else None
