@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -147,12 +146,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     return trainer
 
 
-def text_tokens_of(dataset: Iterable[dict[str, Any]]) -> float:
-    """Mean text tokens Q of the evaluation prompts (the prompt minus its <image> placeholder)."""
-    total = count = 0
-    for item in dataset:
-        total += len(item["prompt_ids"]) - int(item.get("pixel_values") is not None)
-        count += 1
-    if count == 0:
+def prompt_token_counts(dataset) -> tuple[float, float]:
+    """Mean text tokens Q of the evaluation prompts (prompt minus its <image> placeholder) and mean question
+    tokens (what the QueCC query pass runs), from the text alone: no image is loaded."""
+    n = len(dataset)
+    if n == 0:
         raise ValueError("the evaluation split is empty; cannot measure text tokens Q")
-    return total / count
+    text = query = 0
+    for index in range(n):
+        enc = dataset.encode_text(index)
+        text += len(enc["prompt_ids"]) - int(dataset.records[index].get("image") is not None)
+        query += len(enc["query_ids"])
+    return text / n, query / n

@@ -112,7 +112,7 @@ def train_and_evaluate(
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from vlmscale.build import build_datamodule, build_module, build_trainer, text_tokens_of
+    from vlmscale.build import build_datamodule, build_module, build_trainer, prompt_token_counts
     from vlmscale.eval.runner import evaluate_from_config
 
     quiet_expected_warnings()
@@ -145,9 +145,10 @@ def train_and_evaluate(
 
     # Final scores: the eval tasks (default: the synthetic suite's test split), predictions kept on disk.
     metrics.update(evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval"))
-    accounting = module.vlm.accounting(
-        text_tokens_of(datamodule.datasets.get("test") or datamodule.datasets["val"])
+    text_tokens, query_tokens = prompt_token_counts(
+        datamodule.datasets.get("test") or datamodule.datasets["val"]
     )
+    accounting = module.vlm.accounting(text_tokens, query_tokens=query_tokens)
     return {**accounting, "metrics": metrics, "steps": int(trainer.global_step)}
 
 

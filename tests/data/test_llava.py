@@ -146,3 +146,15 @@ def test_build_datasets_llava_holds_out_val(llava_dir, tokenizer, processor):
     assert set(out) == {"train", "val"} and len(out["train"]) == 2 and len(out["val"]) == 1
     ids = {out["train"][i]["id"] for i in range(2)} | {out["val"][0]["id"]}
     assert ids == {"r0", "r1", "r2"}
+
+
+def test_encode_text_matches_items_without_touching_images(llava_dir, tokenizer, processor):
+    ds = LlavaDataset(llava_dir / "data.json", llava_dir / "images", tokenizer, processor)
+    import shutil
+
+    shutil.rmtree(llava_dir / "images")  # encode_text must not need them
+    for i in range(len(ds)):
+        enc = ds.encode_text(i)
+        assert enc["answer"] and enc["prompt_ids"].ndim == 1
+    item = ds.encode_text(2)  # the text-only record: its item needs no image either
+    assert torch.equal(item["prompt_ids"], ds[2]["prompt_ids"])

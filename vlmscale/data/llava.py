@@ -244,6 +244,17 @@ class LlavaDataset(Dataset):
             img = expand2square(img, _mean_colour(self.image_processor))
         return self.image_processor(images=img, return_tensors="pt")["pixel_values"][0]
 
+    def encode_text(self, index: int) -> dict:
+        """The record's token ids (input_ids, labels, prompt_ids, query_ids, answer) without loading its image."""
+        record = self.records[index]
+        return encode_conversation(
+            self.tokenizer,
+            record["conversations"],
+            has_image=record.get("image") is not None,
+            system=self.system_prompt,
+            max_length=self.max_length,
+        )
+
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         has_image = record.get("image") is not None
