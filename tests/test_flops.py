@@ -16,7 +16,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def conf(group: str, name: str) -> dict:
-    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
+    cfg = yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
+    cfg.pop("defaults", None)  # Hydra's defaults list (e.g. a tiny LLM's optim choice) is not a builder kwarg
+    return cfg
 
 
 def counted(fn) -> int:
