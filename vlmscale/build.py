@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from vlmscale.launch import SaveOnInterrupt, register_active_run
+from vlmscale.launch import SaveOnInterrupt
 from vlmscale.lit import VLMDataModule, VLMLightningModule, init_from_checkpoint
 
 log = logging.getLogger("vlmscale.build")
@@ -135,15 +135,13 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     if SLURMEnvironment.detect():
         # submitit owns requeueing (vlmscale/launch.py); Lightning's would fight it.
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    trainer = instantiate(
+    return instantiate(
         cfg.trainer,
         default_root_dir=str(run_dir),
         logger=build_loggers(cfg, run_dir),
         callbacks=build_callbacks(cfg, run_dir),
         plugins=plugins or None,
     )
-    register_active_run(trainer, run_dir / "checkpoints" / "last.ckpt")
-    return trainer
 
 
 def prompt_token_counts(dataset) -> tuple[float, float]:

@@ -114,6 +114,7 @@ def train_and_evaluate(
 
     from vlmscale.build import build_datamodule, build_module, build_trainer, prompt_token_counts
     from vlmscale.eval.runner import evaluate_from_config
+    from vlmscale.launch import register_active_run
 
     quiet_expected_warnings()
     threads = set_threads(cfg.get("threads"))
@@ -121,6 +122,7 @@ def train_and_evaluate(
     module, tokenizer = build_module(cfg, config_hash=chash)
     datamodule = build_datamodule(cfg, tokenizer, module.vlm)
     trainer = build_trainer(cfg, run_dir)
+    register_active_run(trainer, run_dir / "checkpoints" / "last.ckpt")  # for a save on preemption
     log.info("run %s: llm=%s T=%s threads=%d", run_dir, cfg.llm.name, cfg.visual_tokens, threads)
 
     ckpt_path = resume_checkpoint(cfg, run_dir, chash)
