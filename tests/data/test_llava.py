@@ -3,12 +3,14 @@ import logging
 
 import pytest
 import torch
+from PIL import Image
 
 from vlmscale.data import (
     IGNORE_INDEX,
     LlavaDataset,
     LlavaFormatError,
     MissingImageError,
+    UnreadableImageError,
     build_datasets,
     collate,
     image_token_id,
@@ -121,6 +123,79 @@ def test_images_load_lazily(llava_dir, tokenizer, processor):
     with pytest.raises(MissingImageError, match="red.png"):
         ds[0]
     assert ds[2]["pixel_values"] is None
+
+
+def _with_corrupt(llava_dir, write_records, image_bytes):
+    """data.json with a record 1 whose image file holds `image_bytes`."""
+    (llava_dir / "images" / "corrupt.png").write_bytes(image_bytes)
+    records = json.loads((llava_dir / "data.json").read_text())
+    records.insert(1, {"id": "bad", "image": "corrupt.png", "conversations": GOOD["conversations"]})
+    return write_records(llava_dir / "corrupt.json", records)
+
+
+RANDOM_BYTES = bytes(range(256)) * 4
+
+
+def test_corrupt_image_error_names_file_record_and_image(llava_dir, tokenizer, processor, write_records):
+    path = _with_corrupt(llava_dir, write_records, RANDOM_BYTES)
+    with pytest.raises(
+        UnreadableImageError, match=r"corrupt\.json: record 1: image unreadable .*corrupt\.png"
+    ):
+        LlavaDataset(path, llava_dir / "images", tokenizer, processor)
+
+
+def test_corrupt_image_skip_counts_and_logs_record(llava_dir, tokenizer, processor, write_records, caplog):
+    path = _with_corrupt(llava_dir, write_records, RANDOM_BYTES)
+    with caplog.at_level(logging.WARNING):
+        ds = LlavaDataset(path, llava_dir / "images", tokenizer, processor, on_missing_image="skip")
+    assert len(ds) == 3 and ds.skipped == [(1, str(llava_dir / "images" / "corrupt.png"))]
+    assert "record 1 skipped" in caplog.text and "unreadable" in caplog.text
+    assert [ds[i]["id"] for i in range(3)] == ["r0", "r1", "r2"]
+
+
+def _truncated_png(llava_dir):
+    """A PNG whose header reads fine but whose pixel data is cut off: fails only when decoded."""
+    full = llava_dir / "images" / "full.png"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(full)
+    return full.read_bytes()[:200]
+
+
+def test_image_failing_at_decode_names_record(llava_dir, tokenizer, processor, write_records):
+    path = _with_corrupt(llava_dir, write_records, _truncated_png(llava_dir))
+    ds = LlavaDataset(path, llava_dir / "images", tokenizer, processor)
+    assert len(ds) == 4  # the header check passed it
+    with pytest.raises(UnreadableImageError, match=r"corrupt\.json: record 1: image unreadable"):
+        ds[1]
+
+
+def test_image_failing_at_decode_is_skipped_like_a_missing_one(
+    llava_dir, tokenizer, processor, write_records, caplog
+):
+    path = _with_corrupt(llava_dir, write_records, _truncated_png(llava_dir))
+    ds = LlavaDataset(path, llava_dir / "images", tokenizer, processor, on_missing_image="skip")
+    with caplog.at_level(logging.WARNING):
+        item = ds[1]
+    assert item["id"] == "r1"  # the next readable record stands in
+    assert ds.skipped == [(1, str(llava_dir / "images" / "corrupt.png"))]
+    assert "record 1 skipped" in caplog.text
+
+
+def test_all_images_unreadable_is_an_error(tmp_path, tokenizer, processor, write_records):
+    (tmp_path / "a.png").write_bytes(b"")
+    record = {"id": "a", "image": "a.png", "conversations": GOOD["conversations"]}
+    path = write_records(tmp_path / "d.json", [record])
+    ds = LlavaDataset(path, tmp_path, tokenizer, processor, on_missing_image="skip", check_images=False)
+    with pytest.raises(UnreadableImageError, match=r"d\.json: no record has a readable image"):
+        ds[0]
+
+
+def test_non_utf8_file_names_path(tmp_path, tokenizer, processor):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(
+        json.dumps([GOOD]).replace("yo", "caf\u00e9").encode("utf-8").replace(b"\xc3\xa9", b"\xe9")
+    )
+    with pytest.raises(LlavaFormatError, match=r"latin1\.json: not UTF-8 text \(byte \d+, line 1"):
+        LlavaDataset(path, tmp_path, tokenizer, processor)
 
 
 def test_truncation_counted(llava_dir, tokenizer, processor, caplog):

@@ -9,9 +9,12 @@ A record (LLaVA 558K pretrain / 665K finetune)::
 ``image`` is optional (text-only record); an optional ``category`` tags the record for per-category metrics.
 Records are validated when the file is read (cheap structural checks, and a stat of every image unless
 ``check_images=False``): a malformed record raises :class:`LlavaFormatError` naming the file and record index;
-a missing image raises :class:`MissingImageError` naming the path, or with ``on_missing_image="skip"`` the
-record is dropped, counted (``num_skipped``) and logged. Images are opened and tokenisation is done lazily in
-``__getitem__``. ``image_aspect_ratio="pad"`` expands an image to a square filled with the image processor's
+a missing or unreadable image (not found, or not decodable: random bytes, a truncated file) raises
+:class:`MissingImageError` / :class:`UnreadableImageError` naming the file, the record index and the image, or
+with ``on_missing_image="skip"`` the record is dropped, counted (``num_skipped``, ``skipped``) and logged with
+its record index. Start-up checks catch what a stat and a header read can; an image that only fails when
+decoded in ``__getitem__`` is handled the same way there (``skip``: the next readable record stands in).
+Images are opened and tokenisation is done lazily in ``__getitem__``. ``image_aspect_ratio="pad"`` expands an image to a square filled with the image processor's
 mean colour before the processor runs (LLaVA's ``pad``); ``"crop"`` leaves it to the processor (resize + crop).
 """
 
@@ -25,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from vlmscale.data.conversation import ConversationError, encode_conversation, to_messages
@@ -41,7 +44,12 @@ class LlavaFormatError(ValueError):
 
 
 class MissingImageError(FileNotFoundError):
-    """A record's image file does not exist; the message names the path."""
+    """A record's image file does not exist; the message names the data file, the record and the image."""
+
+
+class UnreadableImageError(MissingImageError):
+    """A record's image exists but cannot be decoded (corrupt, truncated, not an image). Handled like a
+    missing one (``on_missing_image``); the message names the data file, the record and the image."""
 
 
 # ---------------------------------------------------------------------------------------------------- images
@@ -124,7 +132,15 @@ def read_records(path: str | Path) -> list[dict]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"LLaVA data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise LlavaFormatError(
+            f"{path}: not UTF-8 text (byte {err.start}, line {line}: {err.reason}); "
+            "LLaVA data files are UTF-8 JSON, re-encode it (e.g. iconv -t UTF-8)"
+        ) from None
     records: list
     if path.suffix == ".jsonl" or not text.lstrip().startswith("["):
         records = []
@@ -185,10 +201,11 @@ class LlavaDataset(Dataset):
         self.default_category = default_category
         self.image_size = processor_image_size(image_processor) if image_processor is not None else None
         self.num_truncated = 0
-        self.skipped: list[tuple[int, str]] = []  # (record index in the file, missing image path)
+        self.skipped: list[tuple[int, str]] = []  # (record index in the file, missing/unreadable image)
         self.records = list(records) if records is not None else read_records(self.data_path)
+        self.file_index = list(range(len(self.records)))  # record i of this view is record file_index[i]
         if check_images:
-            self.records = self._check_images(self.records)
+            self._check_images()
 
     @property
     def num_skipped(self) -> int:
@@ -200,46 +217,61 @@ class LlavaDataset(Dataset):
             return rel
         return self.image_folder / rel
 
-    def _check_images(self, records: list[dict]) -> list[dict]:
-        kept = []
-        for index, record in enumerate(records):
-            if record.get("image") is None:
+    def _image_error(self, index: int, path: Path, reason: str) -> MissingImageError:
+        kind = MissingImageError if reason == "not found" else UnreadableImageError
+        fix = "fix or remove it, or pass data.on_missing_image=skip to drop such records"
+        return kind(f"{self.data_path}: record {index}: image {reason}: {path}; {fix}")
+
+    def _skip(self, index: int, path: Path, reason: str) -> None:
+        self.skipped.append((index, str(path)))
+        log.warning(
+            "%s: record %d skipped (on_missing_image=skip): image %s: %s", self.data_path, index, reason, path
+        )
+
+    def _check_images(self) -> None:
+        """Drop (skip) or reject records whose image is missing or has no readable image header."""
+        kept, kept_index = [], []
+        for record, index in zip(self.records, self.file_index):
+            reason = None if record.get("image") is None else _image_problem(self.image_path(record))
+            if reason is None:
                 kept.append(record)
-                continue
-            path = self.image_path(record)
-            if path.is_file():
-                kept.append(record)
+                kept_index.append(index)
             elif self.on_missing_image == "error":
-                raise MissingImageError(f"{self.data_path}: record {index}: image not found: {path}")
+                raise self._image_error(index, self.image_path(record), reason)
             else:
-                self.skipped.append((index, str(path)))
+                self._skip(index, self.image_path(record), reason)
         if self.skipped:
             log.warning(
-                "%s: skipped %d of %d records whose image is missing (first: %s)",
+                "%s: skipped %d of %d records whose image is missing or unreadable (first: record %d, %s)",
                 self.data_path,
                 len(self.skipped),
-                len(records),
-                self.skipped[0][1],
+                len(self.records),
+                *self.skipped[0],
             )
-        return kept
+        self.records, self.file_index = kept, kept_index
 
     def select(self, indices: Sequence[int]) -> LlavaDataset:
         """A view on a subset of the records (e.g. a held-out validation slice), sharing tokenizer/processor."""
         view = copy.copy(self)
         view.records = [self.records[i] for i in indices]
+        view.file_index = [self.file_index[i] for i in indices]
         view.num_truncated = 0
         return view
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def load_image(self, record: dict) -> torch.Tensor:
+    def load_image(self, record: dict, index: int) -> torch.Tensor:
+        """The record's image as pixel values; a missing or undecodable file raises naming the data file,
+        the record (``index``: its index in the data file) and the image."""
         path = self.image_path(record)
         try:
             with Image.open(path) as im:
                 img = im.convert("RGB")
         except FileNotFoundError:
-            raise MissingImageError(f"{self.data_path}: image not found: {path}") from None
+            raise self._image_error(index, path, "not found") from None
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError ... for broken files
+            raise self._image_error(index, path, _unreadable(err)) from err
         if self.image_aspect_ratio == "pad":
             img = expand2square(img, _mean_colour(self.image_processor))
         return self.image_processor(images=img, return_tensors="pt")["pixel_values"][0]
@@ -256,15 +288,33 @@ class LlavaDataset(Dataset):
         )
 
     def __getitem__(self, index: int) -> dict:
+        """Item ``index``; with ``on_missing_image=skip`` a record whose image fails to load is counted,
+        logged and replaced by the next readable record (a batch keeps its size, the stream its length)."""
+        for offset in range(len(self.records)):
+            position = (index + offset) % len(self.records)
+            try:
+                return self._item(position)
+            except MissingImageError as err:
+                if self.on_missing_image == "error":
+                    raise
+                reason = "not found" if err.__cause__ is None else _unreadable(err.__cause__)
+                self._skip(self.file_index[position], self.image_path(self.records[position]), reason)
+        raise UnreadableImageError(f"{self.data_path}: no record has a readable image")
+
+    def _item(self, index: int) -> dict:
         record = self.records[index]
+        file_index = self.file_index[index]
         has_image = record.get("image") is not None
-        enc = encode_conversation(
-            self.tokenizer,
-            record["conversations"],
-            has_image=has_image,
-            system=self.system_prompt,
-            max_length=self.max_length,
-        )
+        try:
+            enc = encode_conversation(
+                self.tokenizer,
+                record["conversations"],
+                has_image=has_image,
+                system=self.system_prompt,
+                max_length=self.max_length,
+            )
+        except ConversationError as err:
+            raise LlavaFormatError(f"{self.data_path}: record {file_index}: {err}") from None
         if enc["truncated"]:
             self.num_truncated += 1
             if self.num_truncated == 1 or (self.num_truncated & (self.num_truncated - 1)) == 0:
@@ -276,7 +326,7 @@ class LlavaDataset(Dataset):
                     record.get("id", index),
                 )
         return {
-            "pixel_values": self.load_image(record) if has_image else None,
+            "pixel_values": self.load_image(record, file_index) if has_image else None,
             "input_ids": enc["input_ids"],
             "labels": enc["labels"],
             "query_ids": enc["query_ids"],
@@ -285,3 +335,18 @@ class LlavaDataset(Dataset):
             "category": str(record.get("category", self.default_category)),
             "id": str(record.get("id", index)),
         }
+
+
+def _image_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable image, from a stat and a header read (no decode), or None."""
+    if not path.is_file():
+        return "not found"
+    try:
+        with Image.open(path):  # lazy: reads the header only
+            return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return _unreadable(err)
+
+
+def _unreadable(err: BaseException) -> str:
+    return f"unreadable ({type(err).__name__}: {err})"
