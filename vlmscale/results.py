@@ -3,6 +3,13 @@
 Atomic = written to a temp file in the same folder, fsync'd, then `os.replace`d over the target, so a reader
 (or a crash, or 50 concurrent writers in one sweep) never sees half a file. The analysis package reads these
 files back (`analysis.collect`); nothing here depends on torch.
+
+Two hashes of the resolved config say what a file on disk is good for:
+- the **training hash** covers what changes the weights: it is stamped into checkpoints and decides whether a
+  checkpoint may be resumed (or, when training is complete, evaluated again);
+- the **result hash** (`config_hash` in result.json) adds the evaluation settings: it decides whether a run
+  folder's `done` result can be skipped. Changing `eval.*` changes the result hash only, so a finished
+  checkpoint is re-evaluated without retraining.
 """
 
 from __future__ import annotations
@@ -38,8 +45,15 @@ NON_SEMANTIC_KEYS = frozenset(
         "eval.data_dir",
         "eval.progress",
         "eval.catalog",
+        "trainer.enable_progress_bar",
+        "trainer.enable_model_summary",
+        "trainer.log_every_n_steps",
     }
 )
+
+# Keys that change what is measured after (or beside) training but not a single weight: out of the training
+# hash, in the result hash. Validation cadence stays in: creating a validation loader draws from the global RNG.
+EVALUATION_KEYS = frozenset({"eval", "eval_during_training", "checkpoint", "loader.eval_batch_size"})
 
 
 def _without(config: Mapping[str, Any], dotted: frozenset[str], prefix: str = "") -> dict[str, Any]:
@@ -57,6 +71,16 @@ def config_hash(config: Mapping[str, Any], ignore: frozenset[str] = NON_SEMANTIC
     semantic = _without(config, ignore)
     blob = json.dumps(semantic, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def result_hash(config: Mapping[str, Any]) -> str:
+    """What a `done` result.json stands for: everything semantic, training and evaluation."""
+    return config_hash(config)
+
+
+def training_hash(config: Mapping[str, Any]) -> str:
+    """What a checkpoint's weights stand for: the result hash without the evaluation settings."""
+    return config_hash(config, NON_SEMANTIC_KEYS | EVALUATION_KEYS)
 
 
 def git_sha(cwd: str | Path | None = None) -> str:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from vlmscale.results import config_hash, is_done, read_result, write_json_atomic, write_result
+from vlmscale.results import (
+    config_hash,
+    is_done,
+    read_result,
+    result_hash,
+    training_hash,
+    write_json_atomic,
+    write_result,
+)
 
 
 def test_config_hash_ignores_non_semantic_keys_only():
@@ -27,6 +35,60 @@ def test_config_hash_ignores_non_semantic_keys_only():
     assert config_hash(cfg) != config_hash(other)
     assert config_hash(cfg) != config_hash(other_data)
     assert len(config_hash(cfg)) == 16
+
+
+RUN = {
+    "llm": {"name": "tiny-s"},
+    "visual_tokens": 4,
+    "optim": {"lr": 1e-3},
+    "trainer": {"max_steps": 8, "enable_progress_bar": True, "val_check_interval": 4},
+    "loader": {"batch_size": 16, "eval_batch_size": 32},
+    "eval": {"tasks": ["synthetic"], "limit": None},
+    "eval_during_training": {"generate": True},
+    "checkpoint": {"every_n_train_steps": 50},
+}
+
+
+def _changed(dotted: str, value):
+    head, _, key = dotted.partition(".")
+    return {**RUN, head: {**RUN[head], key: value}} if key else {**RUN, head: value}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("eval", {"tasks": ["gqa"], "limit": None}),
+        ("eval.limit", 16),
+        ("eval_during_training.generate", False),
+        ("checkpoint.every_n_train_steps", 10),
+        ("loader.eval_batch_size", 8),
+    ],
+)
+def test_evaluation_settings_change_the_result_hash_only(change):
+    other = _changed(*change)
+    assert training_hash(other) == training_hash(RUN)
+    assert result_hash(other) != result_hash(RUN)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("optim.lr", 2e-3),
+        ("visual_tokens", 16),
+        ("trainer.max_steps", 9),
+        ("trainer.val_check_interval", 2),  # a validation loader draws from the global RNG
+        ("loader.batch_size", 8),
+    ],
+)
+def test_training_settings_change_both_hashes(change):
+    other = _changed(*change)
+    assert training_hash(other) != training_hash(RUN)
+    assert result_hash(other) != result_hash(RUN)
+
+
+def test_display_settings_change_neither_hash():
+    other = _changed("trainer.enable_progress_bar", False)
+    assert (training_hash(other), result_hash(other)) == (training_hash(RUN), result_hash(RUN))
 
 
 def test_write_result_round_trip_and_nan_metrics(tmp_path):
