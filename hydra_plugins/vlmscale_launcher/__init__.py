@@ -1,10 +1,14 @@
-"""vlmscale's Hydra launcher plugin (Hydra only loads launchers from the `hydra_plugins` namespace).
+"""vlmscale's Hydra plugins (Hydra only loads launchers and sweepers from the `hydra_plugins` namespace).
 
-Kept import-light: Hydra imports every plugin module at start-up. The logic lives in `vlmscale.launch`."""
+Kept import-light: Hydra imports every plugin module at start-up. The logic lives in `vlmscale.launch`
+(preemption) and `vlmscale.sweep` (a sweep that never loses a point)."""
 
 from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+from vlmscale.sweep import PointByPointSweep
 
 
 class CheckpointingSlurmLauncher(SlurmLauncher):
@@ -16,3 +20,8 @@ class CheckpointingSlurmLauncher(SlurmLauncher):
 
         save_active_checkpoint()
         return super().checkpoint(*args, **kwargs)
+
+
+class PointByPointSweeper(PointByPointSweep, BasicSweeper):
+    """Hydra's basic sweeper (same grid syntax) that checks run folders before launching and records every
+    point that fails, even in Hydra's job set-up, instead of aborting the sweep (see vlmscale/sweep.py)."""
