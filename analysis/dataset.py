@@ -139,6 +139,11 @@ def prepare(
                 f"column '{col}' has values <= 0 in rows {_rows(labels[arr <= 0])}: {what} enter a power "
                 "law and must be positive; fix those rows"
             )
+    if accuracy and (y < 0).any():  # > 1 shows up as a negative error in validate_for_law
+        raise AnalysisInputError(
+            f"--accuracy: column '{y_col}' has negative values in rows {_rows(labels[y < 0])}: the column does "
+            "not look like an accuracy in [0, 1]; fix those rows"
+        )
     if accuracy:
         y = 1.0 - y
     return FitData(N, T, y, labels, n_col, t_col, y_col, accuracy, left_out)

@@ -66,6 +66,12 @@ def test_accuracy_out_of_range(tmp_path, capsys):
     assert code == 2 and "does not look like an accuracy" in err
 
 
+def test_negative_accuracy_is_refused(tmp_path, capsys):
+    rows = _grid_rows()[:-1] + [(4, 64, -0.2)]
+    code, err = _run(capsys, _fit(_csv(tmp_path, rows), tmp_path, "--accuracy"))
+    assert code == 2 and "--accuracy: column 'error' has negative values in rows [8]" in err
+
+
 def test_empty_sweep_folder(tmp_path, capsys):
     (tmp_path / "sweep").mkdir()
     for argv in (_fit(tmp_path / "sweep", tmp_path), ["table", str(tmp_path / "sweep")]):
