@@ -9,6 +9,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -32,3 +35,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slurm" in item.keywords:
             item.add_marker(skip)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("vlmscale-cache")
+
+
+@pytest.fixture
+def run_cli(cache_dir):
+    def run(*overrides, check=True, timeout=600, background=False):
+        """`python -m vlmscale.train *overrides` in a subprocess (the real CLI), one thread, offline."""
+        env = dict(os.environ, VLMSCALE_CACHE=str(cache_dir), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="1")
+        cmd = [sys.executable, "-m", "vlmscale.train", *overrides]
+        if background:
+            return subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    return run
