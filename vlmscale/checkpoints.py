@@ -1,0 +1,88 @@
+"""Checkpoints that survive faults: the previous `last.ckpt` is kept, a corrupt one is named with the fix.
+
+- Writing: Lightning writes a local checkpoint through an fsspec transaction (a temp file moved into place),
+  so a kill during the write leaves the old file whole. `KeepPreviousCheckpointIO` also moves the old
+  `last.ckpt` to `last-previous.ckpt` before each new one, so damage done later (a full disk, a bad copy, a
+  non-atomic filesystem) still leaves a good checkpoint to resume from.
+- Reading: `resumable_checkpoint(folder)` opens `last.ckpt` (its stamps only, memory-mapped, weights only);
+  a corrupt one is set aside as `last.ckpt.corrupt` and the previous one is used, or, with none kept, the
+  error names the file and the two ways out (delete it, or `resume=never`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+log = logging.getLogger("vlmscale.checkpoints")
+
+LAST = "last.ckpt"
+PREVIOUS = "last-previous.ckpt"
+TRAINING_HASH_KEY = "vlmscale_training_hash"  # what the weights stand for (vlmscale.results.training_hash)
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read; the message names it and what to do."""
+
+
+class KeepPreviousCheckpointIO(TorchCheckpointIO):
+    """Torch checkpoint IO that keeps the previous `last.ckpt` as `last-previous.ckpt`."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        if path.name == LAST and path.is_file():
+            os.replace(path, path.with_name(PREVIOUS))
+        super().save_checkpoint(checkpoint, path, storage_options)
+
+
+def read_stamps(path: str | Path) -> dict[str, Any]:
+    """A checkpoint file's vlmscale stamps and step, without loading its tensors into memory."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, pickle errors ... for a damaged file
+        raise CorruptCheckpointError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from err
+    return {
+        "training_hash": checkpoint.get(TRAINING_HASH_KEY),
+        "config_hash": checkpoint.get("vlmscale_config_hash"),  # stamped by older versions (result hash)
+        "global_step": int(checkpoint.get("global_step", 0)),
+    }
+
+
+def resumable_checkpoint(folder: str | Path) -> tuple[Path | None, dict[str, Any]]:
+    """The checkpoint a run folder's `checkpoints/` resumes from, and its stamps: `last.ckpt`, or the kept
+    previous one when `last.ckpt` is missing or corrupt; (None, {}) when there is none. A DeepSpeed
+    checkpoint (a folder) is returned as it is, without stamps."""
+    folder = Path(folder)
+    last, previous = folder / LAST, folder / PREVIOUS
+    if last.is_dir():
+        return last, {}
+    damage = None
+    if last.is_file():
+        try:
+            return last, read_stamps(last)
+        except CorruptCheckpointError as err:
+            damage = err
+    if previous.is_file():
+        try:
+            stamps = read_stamps(previous)
+        except CorruptCheckpointError as err:
+            log.warning("the kept previous checkpoint is unreadable too: %s", err)
+        else:
+            if damage is not None:
+                os.replace(last, last.with_name(LAST + ".corrupt"))  # out of the way of the next save
+                log.warning("%s; resuming from the previous checkpoint %s instead", damage, previous)
+            return previous, stamps
+    if damage is not None:
+        raise CorruptCheckpointError(
+            f"{damage}, and no previous good checkpoint is kept: delete {last} to train this run from the "
+            "start, or pass resume=never"
+        ) from damage
+    return None, {}
