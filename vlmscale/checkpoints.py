@@ -1,9 +1,10 @@
 """Checkpoints that survive faults: the previous `last.ckpt` is kept, a corrupt one is named with the fix.
 
-- Writing: Lightning writes a local checkpoint through an fsspec transaction (a temp file moved into place),
-  so a kill during the write leaves the old file whole. `KeepPreviousCheckpointIO` also moves the old
-  `last.ckpt` to `last-previous.ckpt` before each new one, so damage done later (a full disk, a bad copy, a
-  non-atomic filesystem) still leaves a good checkpoint to resume from.
+- Writing: `AtomicCheckpointIO` writes a checkpoint to a temp file in its own folder, fsyncs it and moves
+  it into place, so a kill during the write leaves the old file whole (Lightning's own writer stages in the
+  system temp folder, and moving from there to another filesystem is a copy a kill can cut short). It also
+  keeps the old `last.ckpt` as `last-previous.ckpt`, so damage done later (a full disk, a bad copy) still
+  leaves a good checkpoint to resume from.
 - Reading: `resumable_checkpoint(folder)` opens `last.ckpt` (its stamps only, memory-mapped, weights only);
   a corrupt one is set aside as `last.ckpt.corrupt` and the previous one is used, or, with none kept, the
   error names the file and the two ways out (delete it, or `resume=never`).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,30 @@ class CorruptCheckpointError(RuntimeError):
     """A checkpoint file that cannot be read; the message names it and what to do."""
 
 
-class KeepPreviousCheckpointIO(TorchCheckpointIO):
-    """Torch checkpoint IO that keeps the previous `last.ckpt` as `last-previous.ckpt`."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Torch checkpoint IO for local files: atomic writes, the previous `last.ckpt` kept."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        import torch
+
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
-        if path.name == LAST and path.is_file():
-            os.replace(path, path.with_name(PREVIOUS))
-        super().save_checkpoint(checkpoint, path, storage_options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if path.name == LAST and path.is_file():
+                os.replace(path, path.with_name(PREVIOUS))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_stamps(path: str | Path) -> dict[str, Any]:

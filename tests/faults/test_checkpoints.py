@@ -9,15 +9,15 @@ from vlmscale.checkpoints import (
     LAST,
     PREVIOUS,
     TRAINING_HASH_KEY,
+    AtomicCheckpointIO,
     CorruptCheckpointError,
-    KeepPreviousCheckpointIO,
     read_stamps,
     resumable_checkpoint,
 )
 
 
 def save(folder, step):
-    KeepPreviousCheckpointIO().save_checkpoint(
+    AtomicCheckpointIO().save_checkpoint(
         {"global_step": step, TRAINING_HASH_KEY: "abc", "state_dict": {"w": torch.full((4,), float(step))}},
         folder / LAST,
     )
@@ -37,6 +37,26 @@ def test_each_save_keeps_the_one_before(tmp_path):
         "config_hash": None,
         "global_step": 10,
     }
+
+
+def test_a_write_cut_short_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
+    save(tmp_path, 10)
+
+    def dies_mid_write(obj, fh):
+        fh.write(b"PK half a checkpoint")
+        raise KeyboardInterrupt  # stands in for the kill
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save(tmp_path, 20)
+    assert read_stamps(tmp_path / LAST)["global_step"] == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LAST]
+
+
+def test_temp_files_of_a_killed_writer_are_cleared(tmp_path):
+    (tmp_path / f".{LAST}.abc.tmp").write_bytes(b"half")
+    save(tmp_path, 10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LAST]
 
 
 def test_no_checkpoint(tmp_path):
