@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
+from vlmscale.checkpoints import AtomicCheckpointIO
 from vlmscale.launch import SaveOnInterrupt
 from vlmscale.lit import VLMDataModule, VLMLightningModule, init_from_checkpoint
 
@@ -96,16 +97,34 @@ def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """CSV always (the run folder keeps its own metrics.csv); the `logger` group adds others (e.g. wandb)."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    """CSV always, one folder per attempt (`logs/version_<n>/metrics.csv`: a resumed run adds a folder and
+    never overwrites the history of the one before); the `logger` group adds others (e.g. wandb, which
+    every attempt of the run folder continues under one run id)."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="logs")]
     for name, node in (cfg.get("logger") or {}).items():
         if node is None:
             continue
         kwargs: dict[str, Any] = {}
         if name == "wandb":
-            kwargs.update(offline=wandb_offline(), save_dir=str(run_dir))
+            kwargs.update(
+                offline=wandb_offline(), save_dir=str(run_dir), id=wandb_run_id(run_dir), resume="allow"
+            )
         loggers.append(instantiate(node, **kwargs))
     return loggers
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of a run folder: made once, kept in `<run_dir>/logs/wandb-run-id`, so a resumed
+    attempt logs into the same W&B run instead of starting a new one."""
+    path = Path(run_dir) / "logs" / "wandb-run-id"
+    if path.is_file():
+        return path.read_text().strip()
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = secrets.token_hex(4)
+    path.write_text(run_id + "\n")
+    return run_id
 
 
 def wandb_offline() -> bool:
@@ -132,6 +151,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     plugins: list[Any] = []
+    if "DeepSpeed" not in str((cfg.trainer.get("strategy") or {}).get("_target_", "")):
+        plugins.append(AtomicCheckpointIO())  # DeepSpeed writes its own sharded folders
     if SLURMEnvironment.detect():
         # submitit owns requeueing (vlmscale/launch.py); Lightning's would fight it.
         plugins.append(SLURMEnvironment(auto_requeue=False))

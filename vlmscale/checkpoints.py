@@ -69,7 +69,6 @@ def read_stamps(path: str | Path) -> dict[str, Any]:
         ) from err
     return {
         "training_hash": checkpoint.get(TRAINING_HASH_KEY),
-        "config_hash": checkpoint.get("vlmscale_config_hash"),  # stamped by older versions (result hash)
         "global_step": int(checkpoint.get("global_step", 0)),
     }
 

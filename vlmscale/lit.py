@@ -68,7 +68,9 @@ class VLMLightningModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.reloadable_parts = tuple(reloadable_parts)
-        self.config_hash = config_hash  # stamped into checkpoints, so a resume can refuse a foreign one
+        self.config_hash = (
+            config_hash  # the training hash, stamped into checkpoints: resume refuses foreign ones
+        )
         self.vlm = vlm
         self.tokenizer = tokenizer
         self.stage = stage
@@ -200,7 +202,7 @@ class VLMLightningModule(L.LightningModule):
         }
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint["vlmscale_stage"] = self.stage
-        checkpoint["vlmscale_config_hash"] = self.config_hash
+        checkpoint["vlmscale_training_hash"] = self.config_hash  # vlmscale.checkpoints.TRAINING_HASH_KEY
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Restore what the checkpoint holds; parts left out of it stay as built.

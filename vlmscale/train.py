@@ -4,9 +4,11 @@
     python -m vlmscale.train llm=tiny-m visual_tokens=16       # the two sweep axes
     python -m vlmscale.train +sweep=tiny                       # a whole grid (multirun), see conf/sweep/
 
-The recipe: compose config -> seed and threads -> tokenizer, model, data -> Lightning Trainer -> fit ->
-test -> result.json (atomically, also when the run fails). A run folder that already holds a `done` result
-for the same config hash is skipped; an interrupted one resumes from `checkpoints/last.ckpt` (resume=auto).
+The recipe: compose config -> validate it (every problem in one message) -> seed and threads -> tokenizer,
+model, data -> Lightning Trainer -> fit -> test -> result.json (atomically, also when the run fails, whatever
+fails). A run folder that already holds a `done` result for the same result hash is skipped; an interrupted
+one resumes from `checkpoints/last.ckpt` (resume=auto) when its training hash matches, and a checkpoint that
+finished training is evaluated again without retraining when only evaluation settings changed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vlmscale.results import config_hash, failure_record, git_sha, is_done, read_result, write_result
+from vlmscale.contract import to_plain
+from vlmscale.results import (
+    failure_record,
+    git_sha,
+    is_done,
+    read_result,
+    result_hash,
+    training_hash,
+    write_result,
+)
+from vlmscale.validate import ConfigError, validate_config
 
 log = logging.getLogger("vlmscale.train")
 
@@ -68,35 +80,56 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, evaluate and record one grid point. Returns the result record."""
-    run_dir = resolve_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
-    chash = config_hash(resolved)
-    if cfg.get("skip_done", True) and is_done(run_dir, chash):
-        log.info("skipping %s: result.json is done for config %s", run_dir, chash)
-        return read_result(run_dir)
-
-    started = time.time()
-    base = {
-        "llm": cfg.llm.name,
-        "visual_tokens": int(cfg.visual_tokens),
-        "projector": cfg.projector.name,
-        "stage": cfg.stage,
-        "seed": int(cfg.seed),
-        "config_hash": chash,
-        "git_sha": git_sha(),
-        "run_dir": str(run_dir),
-    }
+def _int_or_as_given(value: Any) -> Any:
     try:
-        outcome = train_and_evaluate(cfg, run_dir, resolved, chash)
+        return int(value)
+    except (TypeError, ValueError):
+        return value  # a bad value is recorded as given; validation names it
+
+
+def point_fields(cfg: DictConfig) -> dict[str, Any]:
+    """The grid point's fields of result.json, read without failing (a failed record needs them too)."""
+
+    def get(key: str) -> Any:
+        try:
+            return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        except Exception:
+            return None
+
+    return {
+        "llm": get("llm.name"),
+        "visual_tokens": _int_or_as_given(get("visual_tokens")),
+        "projector": get("projector.name"),
+        "stage": get("stage"),
+        "seed": _int_or_as_given(get("seed")),
+    }
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Validate, train, evaluate and record one grid point. Returns the result record. Whatever fails after
+    the run folder is known (a bad value, a missing file, training, evaluation) ends in a failed result.json."""
+    started = time.time()
+    run_dir = resolve_run_dir(cfg)
+    base = {**point_fields(cfg), "git_sha": git_sha(), "run_dir": str(run_dir)}
+    resolved: dict[str, Any] | None = None
+    try:
+        resolved = to_plain(cfg)
+        resolved.pop("hydra", None)
+        validate_config(resolved)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        base.update(config_hash=result_hash(resolved), training_hash=training_hash(resolved))
+        if cfg.get("skip_done", True) and is_done(run_dir, base["config_hash"]):
+            log.info("skipping %s: result.json is done for config %s", run_dir, base["config_hash"])
+            return read_result(run_dir)
+        outcome = train_and_evaluate(cfg, run_dir, resolved, base["training_hash"])
         record = {"status": "done", "error": None, **base, **outcome}
         failure = None
     except Exception as error:  # SystemExit (preemption, SIGTERM) is not a failure: it resumes later.
-        log.exception("run %s failed", run_dir)
-        record = {"status": "failed", "error": failure_record(error), **base}
+        if isinstance(error, ConfigError):  # the message says it all; a traceback would bury it
+            log.error("run %s not started: %s", run_dir, error)
+        else:
+            log.exception("run %s failed", run_dir)
+        record = {"status": "failed", "error": failure_record(error), **base, "logs": log_files(run_dir)}
         failure = error
     record.update({"wall_time_s": time.time() - started, "config": resolved})
     write_result(run_dir, record)
@@ -106,8 +139,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return read_result(run_dir)  # what is on disk (NaN metrics become null), not what was in memory
 
 
+def log_files(run_dir: Path) -> dict[str, Any]:
+    """Where the run's training curves are, relative to the run folder: one CSV per attempt (a resumed run
+    adds a folder, it never overwrites one), and the W&B run id that every attempt logs to."""
+    from vlmscale.build import wandb_run_id
+
+    logs: dict[str, Any] = {
+        "csv": sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("logs/*/metrics.csv"))
+    }
+    if (run_dir / "wandb").is_dir():
+        logs["wandb"] = {"id": wandb_run_id(run_dir), "dir": "wandb"}
+    return logs
+
+
 def train_and_evaluate(
-    cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], chash: str
+    cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], train_hash: str
 ) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -119,15 +165,18 @@ def train_and_evaluate(
     quiet_expected_warnings()
     threads = set_threads(cfg.get("threads"))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    module, tokenizer = build_module(cfg, config_hash=chash)
+    module, tokenizer = build_module(cfg, config_hash=train_hash)
     datamodule = build_datamodule(cfg, tokenizer, module.vlm)
     trainer = build_trainer(cfg, run_dir)
     register_active_run(trainer, run_dir / "checkpoints" / "last.ckpt")  # for a save on preemption
     log.info("run %s: llm=%s T=%s threads=%d", run_dir, cfg.llm.name, cfg.visual_tokens, threads)
 
-    ckpt_path = resume_checkpoint(cfg, run_dir, chash)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
+    max_steps = int(cfg.trainer.max_steps)
+    ckpt_path, step = resume_checkpoint(cfg, run_dir, train_hash)
+    if ckpt_path and step >= max_steps:
+        log.info("training is complete in %s (step %d): evaluating it again, no retraining", ckpt_path, step)
+    elif ckpt_path:
+        log.info("resuming from %s (step %d)", ckpt_path, step)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
@@ -139,6 +188,11 @@ def train_and_evaluate(
         raise SystemExit(143) from None
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
+    if trainer.global_step < max_steps:
+        raise RuntimeError(
+            f"training stopped at step {trainer.global_step} of trainer.max_steps={max_steps} (a trainer "
+            "limit such as max_epochs or max_time ended it): the model is not the one this config describes"
+        )
     # ModelCheckpoint saves every n steps; make last.ckpt the model this result describes (init_from, eval).
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     if module.last_validated_step != trainer.global_step:
@@ -151,36 +205,37 @@ def train_and_evaluate(
         datamodule.datasets.get("test") or datamodule.datasets["val"]
     )
     accounting = module.vlm.accounting(text_tokens, query_tokens=query_tokens)
-    return {**accounting, "metrics": metrics, "steps": int(trainer.global_step)}
+    return {**accounting, "metrics": metrics, "steps": int(trainer.global_step), "logs": log_files(run_dir)}
 
 
-def resume_checkpoint(cfg: DictConfig, run_dir: Path, expected_hash: str) -> str | None:
-    """The checkpoint to continue from: resume=auto -> <run_dir>/checkpoints/last.ckpt when it exists (a file,
-    or a DeepSpeed folder), resume=never -> none, else the given path. A checkpoint stamped with another
-    config hash is refused: continuing it would report an old model under the new config."""
+def resume_checkpoint(cfg: DictConfig, run_dir: Path, expected_hash: str) -> tuple[str | None, int]:
+    """The checkpoint to continue from and its step: resume=auto -> <run_dir>/checkpoints/last.ckpt (a file,
+    or a DeepSpeed folder; a corrupt file falls back to the kept previous one, see vlmscale/checkpoints.py),
+    resume=never -> none, else the given path. A checkpoint stamped with another training hash is refused:
+    continuing it would report an old model under the new config."""
+    from vlmscale.checkpoints import read_stamps, resumable_checkpoint
+
     mode = cfg.get("resume", "auto")
     if mode in (None, "never", False):
-        return None
+        return None, 0
     if mode == "auto":
-        path = run_dir / "checkpoints" / "last.ckpt"
-        if not path.exists():
-            return None
+        path, stamps = resumable_checkpoint(run_dir / "checkpoints")
+        if path is None:
+            return None, 0
     else:
         path = Path(str(mode))
         if not path.exists():
             raise FileNotFoundError(
                 f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
             )
-    if path.is_file():
-        import torch
-
-        stamp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("vlmscale_config_hash")
-        if stamp is not None and stamp != expected_hash:
-            raise ValueError(
-                f"{path} was written by a run with config hash {stamp}, this run's config hashes to "
-                f"{expected_hash}: pass resume=never to start over in {run_dir}, or use another run folder"
-            )
-    return str(path)
+        stamps = read_stamps(path) if path.is_file() else {}
+    stamp = stamps.get("training_hash")
+    if stamp is not None and stamp != expected_hash:
+        raise ValueError(
+            f"{path} holds weights trained under another configuration (training hash {stamp}, this run's is "
+            f"{expected_hash}): pass resume=never to start over in {run_dir}, or use another run folder"
+        )
+    return str(path), int(stamps.get("global_step", 0))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -141,7 +141,8 @@ def _vision_grid(config: Mapping[str, Any]) -> list[str]:
     valid = valid_token_counts(grid)
     if tokens not in valid:
         return [
-            f"visual_tokens={tokens}: does not tile the {grid}x{grid} vision grid (T = (G/k)^2); use one of {valid}"
+            f"visual_tokens={tokens}: does not tile the {grid}x{grid} vision grid (T = (G/k)^2); "
+            f"valid values are {valid}"
         ]
     return []
 

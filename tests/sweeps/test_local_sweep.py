@@ -20,7 +20,7 @@ def test_failed_point_leaves_others_done_and_rerun_redoes_only_it(run_cli, tmp_p
     bad = sweep / "llm=tiny-xs" / "T=50" / "seed=0"
     assert [result(d)["status"] for d in ok] == ["done", "done"]
     failed = result(bad)
-    assert failed["status"] == "failed" and failed["error"]["type"] == "ValueError"
+    assert failed["status"] == "failed" and failed["error"]["type"] == "ConfigError"
     assert "valid values are [1, 4, 16, 64, 256]" in failed["error"]["message"]
     table = pd.read_csv(sweep / "results.csv")
     assert sorted(table["status"]) == ["done", "done", "failed"]

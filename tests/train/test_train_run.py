@@ -62,7 +62,8 @@ def test_result_json_has_every_field_the_sweeps_read(pretrained):
     assert len(record["config_hash"]) == 16 and record["git_sha"]
     assert record["config"]["llm"]["name"] == "tiny-xs" and "hydra" not in record["config"]
     assert (run_dir / "eval" / "synthetic.predictions.jsonl").exists()
-    assert (run_dir / "logs" / "metrics.csv").exists()
+    assert (run_dir / "logs" / "version_0" / "metrics.csv").exists()
+    assert record["logs"]["csv"] == ["logs/version_0/metrics.csv"]
 
 
 def test_checkpoint_is_plain_data(pretrained):
@@ -113,7 +114,7 @@ def test_training_reduces_the_loss(cache, tmp_path):
             "eval.limit=4",
         )
     )
-    log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    log = pd.read_csv(tmp_path / "logs" / "version_0" / "metrics.csv")
     losses = log["train/loss"].dropna().to_numpy()
     assert len(losses) >= 30
     assert losses[-5:].mean() < 0.75 * losses[:5].mean(), losses
@@ -124,7 +125,7 @@ def test_a_failing_run_still_writes_its_result_and_raises(cache, tmp_path):
     with pytest.raises(ValueError, match="valid values are"):
         run(config(cache, tmp_path, "visual_tokens=50"))
     record = read_result(tmp_path)
-    assert record["status"] == "failed" and record["error"]["type"] == "ValueError"
+    assert record["status"] == "failed" and record["error"]["type"] == "ConfigError"
     assert "visual_tokens=50" in record["error"]["message"] and "Traceback" in record["error"]["traceback"]
     assert record["visual_tokens"] == 50 and record["config_hash"]
 

@@ -36,7 +36,7 @@ def test_shipped_configs_are_valid(overrides):
         ("visual_tokens=0", "visual_tokens=0: must be an integer >= 1"),
         (
             "visual_tokens=5",
-            "visual_tokens=5: does not tile the 16x16 vision grid (T = (G/k)^2); use one of [1, 4",
+            "visual_tokens=5: does not tile the 16x16 vision grid (T = (G/k)^2); valid values are [1, 4",
         ),
         ("seed=abc", "seed='abc': must be an integer"),
         ("seed=-1", "seed=-1: must be an integer"),
