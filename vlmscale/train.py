@@ -115,9 +115,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         resolved = to_plain(cfg)
         resolved.pop("hydra", None)
+        base.update(config_hash=result_hash(resolved), training_hash=training_hash(resolved))
         validate_config(resolved)
         run_dir.mkdir(parents=True, exist_ok=True)
-        base.update(config_hash=result_hash(resolved), training_hash=training_hash(resolved))
         if cfg.get("skip_done", True) and is_done(run_dir, base["config_hash"]):
             log.info("skipping %s: result.json is done for config %s", run_dir, base["config_hash"])
             return read_result(run_dir)
