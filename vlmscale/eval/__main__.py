@@ -21,7 +21,7 @@ from vlmscale.eval.runner import evaluate_from_config, update_result_json
 log = logging.getLogger("vlmscale.eval")
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-MODEL_KEYS = ("llm", "vision", "projector", "visual_tokens", "data", "paths")
+MODEL_KEYS = ("llm", "vision", "compressor", "projector", "visual_tokens", "data", "paths")
 
 
 def run_dir_of(ckpt: Path, run_dir: str | None) -> Path:
@@ -50,24 +50,10 @@ def effective_config(cfg: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def load_model(cfg: Mapping[str, Any], ckpt: Path, device: str = "cpu"):
-    """Tokenizer and VLM built from ``cfg`` (as in training), with the checkpoint's weights loaded."""
-    from vlmscale.data import load_tokenizer
-    from vlmscale.lit import init_from_checkpoint
-    from vlmscale.models import build_vlm
+    """Tokenizer and VLM built from ``cfg`` (as in training, `vlmscale.assemble`), the checkpoint's weights in."""
+    from vlmscale.assemble import build_model
 
-    llm = dict(cfg["llm"])
-    tokenizer = load_tokenizer(
-        llm.get("tokenizer") or llm.get("pretrained"), cache_dir=cfg["paths"]["cache_dir"]
-    )
-    vlm = build_vlm(
-        llm=llm,
-        vision=dict(cfg["vision"]),
-        projector=dict(cfg["projector"]),
-        visual_tokens=int(cfg["visual_tokens"]),
-        tokenizer=tokenizer,
-    )
-    loaded = init_from_checkpoint(vlm, ckpt)
-    log.info("loaded %s from %s", ", ".join(loaded), ckpt)
+    tokenizer, vlm = build_model(cfg, weights=ckpt)
     return tokenizer, vlm.to(device).eval()
 
 
