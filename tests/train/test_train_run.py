@@ -50,6 +50,7 @@ def test_result_json_has_every_field_the_sweeps_read(pretrained):
     assert read_result(run_dir) == record
     assert record["status"] == "done" and record["error"] is None
     assert record["llm"] == "tiny-xs" and record["visual_tokens"] == 4 and record["stage"] == "pretrain"
+    assert record["compressor"] == "quecc" and record["projector"] == "mlp2x_gelu"
     n, q, t = record["llm_params"], record["text_tokens"], record["visual_tokens"]
     assert n > record["llm_params_non_embedding"] > 0 and q > 3
     assert record["inference_flops"] == pytest.approx(2 * n * (q + t))
