@@ -113,7 +113,11 @@ def test_frozen_state_keys_lists_only_frozen_weights_of_the_given_parts():
     vlm.vision.requires_grad_(False)
     vlm.llm.requires_grad_(False)
     vlm.llm.bias.requires_grad_(True)
-    assert frozen_state_keys(vlm, ("vision", "llm")) == {"vlm.vision.weight", "vlm.vision.bias", "vlm.llm.weight"}
+    assert frozen_state_keys(vlm, ("vision", "llm")) == {
+        "vlm.vision.weight",
+        "vlm.vision.bias",
+        "vlm.llm.weight",
+    }
     assert frozen_state_keys(vlm, ("llm",)) == {"vlm.llm.weight"}
 
 

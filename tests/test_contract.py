@@ -35,9 +35,7 @@ def test_run_folders_follow_the_contract(overrides, point):
     name = run_dir_name(*point)
     assert cfg["hydra.sweep.subdir"] == name
     assert cfg["hydra.run.dir"].endswith("/" + name)
-    assert parse_run_dir(cfg["hydra.sweep.subdir"]) == dict(
-        zip(("llm", "visual_tokens", "seed"), point)
-    )
+    assert parse_run_dir(cfg["hydra.sweep.subdir"]) == dict(zip(("llm", "visual_tokens", "seed"), point))
 
 
 def test_run_and_sweep_folders_name_compressor_projector_and_stage():

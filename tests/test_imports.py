@@ -38,7 +38,9 @@ def imports_of(name: str) -> set[str]:
             else:
                 target = node.module
             found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in MODULES)
+            found.update(
+                f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in MODULES
+            )
     return found
 
 
@@ -72,7 +74,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_walker_sees_the_package():
-    assert {"vlmscale.lit", "vlmscale.assemble", "vlmscale.models.vlm", "vlmscale.data.module"} <= set(MODULES)
+    assert {"vlmscale.lit", "vlmscale.assemble", "vlmscale.models.vlm", "vlmscale.data.module"} <= set(
+        MODULES
+    )
     assert "vlmscale.assemble" in GRAPH["vlmscale.lit"]
     assert "vlmscale.models.connector" in GRAPH["vlmscale.models.vlm"]  # a relative import resolved
 
