@@ -101,15 +101,18 @@ class VLMLightningModule(L.LightningModule):
         return self
 
     # -- steps -------------------------------------------------------------------------------------
+    @staticmethod
+    def _image_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The image side of a batch (pixels, the question for the query pass, which rows have an image)."""
+        optional = ("query_ids", "query_attention_mask", "has_image")
+        return {"pixel_values": batch["pixel_values"], **{key: batch.get(key) for key in optional}}
+
     def _forward(self, batch: Mapping[str, Any]):
         return self.vlm(
-            pixel_values=batch["pixel_values"],
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             labels=batch["labels"],
-            query_ids=batch.get("query_ids"),
-            query_attention_mask=batch.get("query_attention_mask"),
-            has_image=batch.get("has_image"),
+            **self._image_inputs(batch),
         )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
@@ -138,13 +141,10 @@ class VLMLightningModule(L.LightningModule):
     @torch.no_grad()
     def generate_answers(self, batch: Mapping[str, Any]) -> list[str]:
         tokens = self.vlm.generate(
-            pixel_values=batch["pixel_values"],
             prompt_ids=batch["prompt_ids"],
             prompt_attention_mask=batch["prompt_attention_mask"],
-            query_ids=batch.get("query_ids"),
-            query_attention_mask=batch.get("query_attention_mask"),
-            has_image=batch.get("has_image"),
             max_new_tokens=self.eval_cfg.max_new_tokens,
+            **self._image_inputs(batch),
         )
         return decode(tokens, self.tokenizer, self._stop_ids)
 

@@ -26,11 +26,8 @@ class StepIndexedSampler(Sampler[int]):
     ) -> None:
         if num_samples <= 0:
             raise ValueError("the training split is empty; check the data config (data.*) and its paths")
-        self.num_samples = num_samples
-        self.seed = seed
-        self.start = start
-        self.rank = rank
-        self.world_size = world_size
+        self.num_samples, self.seed, self.start = num_samples, seed, start
+        self.rank, self.world_size = rank, world_size
 
     def _permutation(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

@@ -74,26 +74,8 @@ register_compressor("quecc")(QueCC)
 class QueCCNoQuery(QueCC):
     """QueCC without the text query (TokenPacker-like): isolates what the question contributes."""
 
-    def __init__(
-        self,
-        vision_width: int,
-        multilevel_width: int,
-        query_width: int,
-        grid: int,
-        visual_tokens: int,
-        num_heads: int = 8,
-        eps: float = 1e-6,
-    ) -> None:
-        super().__init__(
-            vision_width,
-            multilevel_width,
-            query_width,
-            grid,
-            visual_tokens,
-            num_heads,
-            use_query=False,
-            eps=eps,
-        )
+    def __init__(self, *args, **options) -> None:  # QueCC's arguments (num_heads, eps), never a query
+        super().__init__(*args, use_query=False, **options)
 
 
 @register_compressor("avgpool")
