@@ -39,6 +39,12 @@ def test_compressor_and_projector_compose_independently():
     assert compose_train().compressor.name == "quecc" and compose_train().projector.name == "mlp2x_gelu"
 
 
+def test_a_run_config_from_before_the_split_names_the_new_spelling():
+    old = {"projector": {"name": "avgpool", "compressor": "avgpool", "mlp": "linear"}, "compressor": None}
+    with pytest.raises(ValueError, match="`compressor=avgpool projector=linear`"):
+        check_config(old)
+
+
 def test_a_config_without_a_compressor_is_refused():
     cfg = {"llm": {}, "projector": {"name": "mlp2x_gelu"}}
     with pytest.raises(ValueError, match="compressor=quecc"):

@@ -38,6 +38,13 @@ def check_config(cfg: Mapping[str, Any]) -> None:
             f"projector={projector.get('name')} no longer exists: the compressor is its own config group; "
             f"use `{projector['renamed_to']}`"
         )
+    if "mlp" in projector:  # a run config (result.json) written before the split
+        old = projector.get("compressor") or "none"
+        raise ValueError(
+            f"this config is from before the compressor/projector split (projector={projector.get('name')}); "
+            f"use `compressor={old} projector={projector['mlp']}` (with python -m vlmscale.eval: "
+            "use_run_config=false and those two overrides)"
+        )
     if not cfg.get("compressor"):
         raise ValueError(
             "the config has no `compressor` group: add compressor=quecc (or quecc_noquery, avgpool, none) "
