@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vlmscale.assemble import check_config, resume_checkpoint
+from vlmscale.contract import to_plain
 from vlmscale.results import config_hash, failure_record, git_sha, is_done, read_result, write_result
 
 log = logging.getLogger("vlmscale.train")
@@ -74,7 +75,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = to_plain(cfg)
     resolved.pop("hydra", None)
     chash = config_hash(resolved)
     if cfg.get("skip_done", True) and is_done(run_dir, chash):

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vlmscale.contract import to_plain
 from vlmscale.eval.runner import evaluate_from_config, update_result_json
 
 log = logging.getLogger("vlmscale.eval")
@@ -87,7 +88,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> dict[str, float]:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = to_plain(cfg)
     resolved.pop("hydra", None)
     return run(resolved)
 
