@@ -22,7 +22,12 @@ import re
 
 _PUNCT_MARKS = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`"]
 _PUNCT_MARKS += [",", "?", "!"]
-_NUMBERS = dict(zip("none zero one two three four five six seven eight nine ten".split(), "0 0 1 2 3 4 5 6 7 8 9 10".split()))
+_NUMBERS = dict(
+    zip(
+        "none zero one two three four five six seven eight nine ten".split(),
+        "0 0 1 2 3 4 5 6 7 8 9 10".split(),
+    )
+)
 # "key>value" pairs, transcribed from the EvalAI contraction table (QUIRK: "somebody'd>somebodyd" and the
 # capitalised keys that can never match lower-cased words).
 _CONTRACTION_PAIRS = """

@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from vlmscale.eval import scorers as S
 
 EXAMPLES, BATCH = 40, 75  # 3000 generated cases per benchmark
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 rngs = st.integers(0, 2**32 - 1).map(random.Random)  # a seeded generator per example
 
 WORDS = """dog Dog DOG the The a an A two Two three none None ten zero one whats what's What's dont don't let's
@@ -50,7 +56,10 @@ def vqa_case(rng):
 @given(rngs)
 def test_vqa_accuracy_equals_m4c(rng):
     for pred, answers in (vqa_case(rng) for _ in range(BATCH)):
-        assert S.vqa_accuracy(pred, answers) == pytest.approx(O.textvqa_score(pred, answers), abs=1e-12), (pred, answers)
+        assert S.vqa_accuracy(pred, answers) == pytest.approx(O.textvqa_score(pred, answers), abs=1e-12), (
+            pred,
+            answers,
+        )
 
 
 @FUZZ
@@ -75,7 +84,10 @@ def test_gqa_match_equals_llava_conversion_and_gqa_eval(rng):
     for _ in range(BATCH):
         target = text(rng, most=4, cases=[str.lower])
         for candidate in (text(rng), target + ".", target + "..", target.upper(), target, " " + target):
-            assert S.gqa_match(candidate, target) == float(O.gqa_correct(candidate, target)), (candidate, target)
+            assert S.gqa_match(candidate, target) == float(O.gqa_correct(candidate, target)), (
+                candidate,
+                target,
+            )
 
 
 # ---------------------------------------------------------------------------------------------- POPE
@@ -114,12 +126,34 @@ def test_anls_equals_rrc_evaluation(rng):
     for _ in range(BATCH):
         pred = text(rng)
         answers = [near(rng, pred) if rng.random() < 0.7 else text(rng) for _ in range(rng.randint(1, 3))]
-        assert S.anls(pred, answers) == pytest.approx(O.docvqa_anls(pred, answers), abs=1e-12), (pred, answers)
+        assert S.anls(pred, answers) == pytest.approx(O.docvqa_anls(pred, answers), abs=1e-12), (
+            pred,
+            answers,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- ScienceQA
 
-LETTER_PIECES = ["A", "B", "C", "D", "E", "F", "Z", "a", "b", ". ", ".", " ", "\n", "(", ")", ",", "cat", "B."]
+LETTER_PIECES = [
+    "A",
+    "B",
+    "C",
+    "D",
+    "E",
+    "F",
+    "Z",
+    "a",
+    "b",
+    ". ",
+    ".",
+    " ",
+    "\n",
+    "(",
+    ")",
+    ",",
+    "cat",
+    "B.",
+]
 LETTER_PIECES += ["The answer is ", "The answer is", "the answer is ", "Answer: ", "is"]
 
 
@@ -208,7 +242,9 @@ def test_circular_accuracy_equals_mmbench_grouping(rng):
 def test_ocrbench_equals_multimodalocr(rng):
     for _ in range(BATCH):
         pred, dataset = text(rng), rng.choice(["IIIT5K", "HME100k"])
-        answers = [near(rng, pred) if rng.random() < 0.5 else text(rng, most=3) for _ in range(rng.randint(1, 3))]
+        answers = [
+            near(rng, pred) if rng.random() < 0.5 else text(rng, most=3) for _ in range(rng.randint(1, 3))
+        ]
         expected = O.ocrbench_correct(pred, list(answers), dataset)
         assert S.ocrbench_match(pred, answers, dataset) == float(expected), (pred, answers, dataset)
         if len(answers) == 1:  # the original's single-string form scores the same

@@ -14,7 +14,29 @@ import re
 
 # Marks the punctuation rule handles; the period is separate (kept inside decimals) and the apostrophe and
 # colon are left alone (contractions, clock times).
-PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+PUNCTUATION = (
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+)
 ARTICLES = frozenset({"a", "an", "the"})
 NUMBER_WORDS = {
     "none": "0",

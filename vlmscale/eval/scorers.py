@@ -377,7 +377,11 @@ def extract_option_letter(text: Any, options: Sequence[str] | None = None) -> st
         return candidates.pop()
     if options:  # the answer contains exactly one option's full text
         padded = f" {cleaned} "
-        hits = [i for i, o in enumerate(options) if _clean_option_text(o) and f" {_clean_option_text(o)} " in padded]
+        hits = [
+            i
+            for i, o in enumerate(options)
+            if _clean_option_text(o) and f" {_clean_option_text(o)} " in padded
+        ]
         if len(hits) == 1:
             return valid[hits[0]]
     return None
@@ -407,17 +411,27 @@ def _official_float(text: str) -> float | None:
         return None
 
 
+def _relaxed(
+    pred: Any,
+    target: str,
+    tolerance: float,
+    number: Callable[[str], float | None],
+    text: Callable[[str], str],
+) -> float:
+    target = _check_text(target, "the ChartQA target")
+    if not isinstance(pred, str):
+        return 0.0
+    pred_num, target_num = number(pred), number(target)
+    if pred_num is not None and target_num:  # a zero target falls back to the text comparison
+        return float(abs(pred_num - target_num) / abs(target_num) <= tolerance)
+    return float(text(pred) == text(target))
+
+
 def relaxed_accuracy(pred: Any, target: str, tolerance: float = 0.05) -> float:
     """Official ChartQA relaxed accuracy (pix2struct / lmms-eval ``relaxed_correctness``): when both parse
     with Python's ``float`` (a trailing "%" divides by 100) and the target is non-zero, right within
     ``tolerance`` relative change; otherwise case-insensitive string equality, nothing stripped."""
-    target = _check_text(target, "the ChartQA target")
-    if not isinstance(pred, str):
-        return 0.0
-    pred_num, target_num = _official_float(pred), _official_float(target)
-    if pred_num is not None and target_num:
-        return float(abs(pred_num - target_num) / abs(target_num) <= tolerance)
-    return float(pred.lower() == target.lower())
+    return _relaxed(pred, target, tolerance, _official_float, str.lower)
 
 
 def _lenient_number(text: str) -> float | None:
@@ -437,13 +451,7 @@ def _lenient_number(text: str) -> float | None:
 def relaxed_accuracy_lenient(pred: Any, target: str, tolerance: float = 0.05) -> float:
     """Lenient relaxed accuracy: also tolerates surrounding spaces, thousands separators and a trailing
     period on either side ("1,000." = 1000, "canada." = "Canada")."""
-    target = _check_text(target, "the ChartQA target")
-    if not isinstance(pred, str):
-        return 0.0
-    pred_num, target_num = _lenient_number(pred), _lenient_number(target)
-    if pred_num is not None and target_num:
-        return float(abs(pred_num - target_num) / abs(target_num) <= tolerance)
-    return float(pred.strip().rstrip(".").strip().lower() == target.strip().rstrip(".").strip().lower())
+    return _relaxed(pred, target, tolerance, _lenient_number, lambda t: t.strip().rstrip(".").strip().lower())
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -492,4 +500,3 @@ def ocrbench_match(pred: Any, answers: Sequence[str], dataset_name: str = "") ->
     maths = dataset_name == "HME100k"
     pred = _ocr_text(pred, maths)
     return float(any(_ocr_text(a, maths) in pred for a in answers))
-

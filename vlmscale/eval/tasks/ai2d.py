@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import OPTION_LETTER_PROMPT, Benchmark, Sample, Task, image_bytes
-from .common import as_list, choice_question, choice_scorings, read_parquets
+from .base import Sample, Task, image_bytes
+from .common import as_list, choice_benchmark, choice_question, read_parquets
 
 LAYOUT = """  **/*.parquet   columns: question, options (list of strings), answer (option index or letter),
                  image ({"bytes": ...}), as in the lmms-lab/ai2d release"""
@@ -35,12 +35,4 @@ def load(task: Task) -> list[Sample]:
     return samples
 
 
-BENCHMARK = Benchmark(
-    name="ai2d",
-    loader=load,
-    scorings=choice_scorings(),
-    category="reasoning",
-    layout=LAYOUT,
-    prompt=OPTION_LETTER_PROMPT,
-    max_new_tokens=8,
-)
+BENCHMARK = choice_benchmark("ai2d", load, LAYOUT)

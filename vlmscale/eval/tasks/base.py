@@ -129,9 +129,13 @@ class Benchmark:
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
-            raise ValueError(f"benchmark {self.name!r}: category must be one of {CATEGORIES}, got {self.category!r}")
+            raise ValueError(
+                f"benchmark {self.name!r}: category must be one of {CATEGORIES}, got {self.category!r}"
+            )
         if self.default_scoring not in self.scorings:
-            raise ValueError(f"benchmark {self.name!r}: default scoring {self.default_scoring!r} is not declared")
+            raise ValueError(
+                f"benchmark {self.name!r}: default scoring {self.default_scoring!r} is not declared"
+            )
 
     def scorer(self, scoring: str) -> Scorer:
         if scoring not in self.scorings:
@@ -226,7 +230,9 @@ class Task:
                 f"got {refs!r}"
             )
         if not all(isinstance(r, str) for r in refs):
-            raise SampleError(f"task {self.name!r}, sample {sample.id!r}: references must be strings, got {refs!r}")
+            raise SampleError(
+                f"task {self.name!r}, sample {sample.id!r}: references must be strings, got {refs!r}"
+            )
         return list(refs)
 
     def meta(self, sample: Sample, name: str) -> Any:

@@ -8,7 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import scorers
-from .base import Sample, Scorer, Task, format_options, is_answer, with_prompt
+from .base import (
+    OPTION_LETTER_PROMPT,
+    Benchmark,
+    Loader,
+    Sample,
+    Scorer,
+    Task,
+    format_options,
+    is_answer,
+    with_prompt,
+)
 
 
 def is_missing(value: Any) -> bool:
@@ -58,7 +68,9 @@ def lenient_letter(pred: Any, sample: Sample) -> str | None:
     return scorers.extract_option_letter(pred, sample.options)
 
 
-def choice_scorer(letter_of: LetterRule, open_match: Callable[[Any, list[str]], float] = scorers.exact_match) -> Scorer:
+def choice_scorer(
+    letter_of: LetterRule, open_match: Callable[[Any, list[str]], float] = scorers.exact_match
+) -> Scorer:
     """Multiple choice: the letter ``letter_of`` reads must equal the reference letter; questions without
     options (MMMU's open ones) use ``open_match``. With ``options['circular']`` the error is the circular
     accuracy's (every pass of a ``meta['group']`` right)."""
@@ -108,3 +120,30 @@ def choice_scorings(official: LetterRule = official_letter) -> dict[str, Scorer]
     """The two scorings of a multiple-choice benchmark: ``official`` with ``official``'s letter rule,
     ``lenient`` with vlmscale's `scorers.extract_option_letter`."""
     return {"official": choice_scorer(official), "lenient": choice_scorer(lenient_letter)}
+
+
+def choice_benchmark(name: str, loader: Loader, layout: str, **declared: Any) -> Benchmark:
+    """A multiple-choice benchmark's declaration: reasoning category, option-letter prompt, 8 new tokens
+    and `choice_scorings`, unless ``declared`` says otherwise."""
+    defaults = {"category": "reasoning", "prompt": OPTION_LETTER_PROMPT, "max_new_tokens": 8}
+    declared.setdefault("scorings", choice_scorings())
+    return Benchmark(name=name, loader=loader, layout=layout, **{**defaults, **declared})
+
+
+def answer_records(
+    samples: list[Sample], predictions: list[Any], parse: Callable[[Any], str | None]
+) -> list[dict]:
+    """Per-question records of a benchmark whose answers are parsed into a label (yes / no)."""
+    records = []
+    for sample, pred in zip(samples, predictions):
+        answer = parse(pred)
+        records.append(
+            {
+                "id": sample.id,
+                "prediction": pred,
+                "extracted": answer,
+                "score": float(answer == sample.references[0]),
+                "parsed": answer is not None,
+            }
+        )
+    return records

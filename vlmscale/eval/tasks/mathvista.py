@@ -8,7 +8,16 @@ import re
 from typing import Any
 
 from .. import scorers
-from .base import OPTION_LETTER_PROMPT, SHORT_ANSWER_PROMPT, Benchmark, Sample, Task, image_bytes, is_answer, with_prompt
+from .base import (
+    OPTION_LETTER_PROMPT,
+    SHORT_ANSWER_PROMPT,
+    Benchmark,
+    Sample,
+    Task,
+    image_bytes,
+    is_answer,
+    with_prompt,
+)
 from .common import choice_question, is_missing, mean, read_parquets
 
 LAYOUT = """  **/testmini-*.parquet   columns: pid, question, decoded_image ({"bytes": ...}) or image (path relative to
@@ -50,7 +59,14 @@ def load(task: Task) -> list[Sample]:
             open_prompt = task.options.get("open_prompt", SHORT_ANSWER_PROMPT)
             ref, question, options = answer, with_prompt(str(row["question"]), open_prompt), None
         samples.append(
-            Sample(id=str(row.get("pid", i)), image=image, question=question, references=[ref], options=options, meta=meta)
+            Sample(
+                id=str(row.get("pid", i)),
+                image=image,
+                question=question,
+                references=[ref],
+                options=options,
+                meta=meta,
+            )
         )
     return samples
 
@@ -83,7 +99,12 @@ def score_rules(task: Task, samples: list[Sample], predictions: list[Any]):
         unparseable += not parsed
         records.append({"id": sample.id, "prediction": pred, "score": value or 0.0, "parsed": parsed})
     accuracy = mean([r["score"] for r in records])
-    return {"accuracy": accuracy, "error": 1.0 - accuracy, "n": len(records), "n_unparseable": unparseable}, records
+    return {
+        "accuracy": accuracy,
+        "error": 1.0 - accuracy,
+        "n": len(records),
+        "n_unparseable": unparseable,
+    }, records
 
 
 BENCHMARK = Benchmark(

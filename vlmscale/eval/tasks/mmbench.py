@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import OPTION_LETTER_PROMPT, Benchmark, Sample, Task, decode_base64_image
-from .common import choice_question, choice_scorings, is_missing
+from .base import Sample, Task, decode_base64_image
+from .common import choice_benchmark, choice_question, is_missing
 
 LAYOUT = """  mmbench_dev_20230712.tsv (any *.tsv)   columns: index, question, hint, A, B, C, D[, E...], answer,
                                           image (base64), category, ...  Rows with index >= 1000000 are
@@ -52,13 +52,4 @@ def load(task: Task) -> list[Sample]:
     return samples
 
 
-BENCHMARK = Benchmark(
-    name="mmbench",
-    loader=load,
-    scorings=choice_scorings(),
-    category="reasoning",
-    layout=LAYOUT,
-    prompt=OPTION_LETTER_PROMPT,
-    max_new_tokens=8,
-    options={"circular": True},
-)
+BENCHMARK = choice_benchmark("mmbench", load, LAYOUT, options={"circular": True})

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import scorers
 from .base import Benchmark, Sample, Scorer, Task, with_prompt
+from .common import answer_records
 
 LAYOUT = """  <subtask>/                      one folder per subtask (existence, count, ..., code_reasoning), either
     images/<name>.jpg|png          + questions_answers_YN/<name>.txt  ("question<TAB>Yes|No", one a line)
@@ -50,21 +51,11 @@ def mme_scorer(parse: Callable[[Any], str | None]) -> Scorer:
     """See `scorers.mme_metrics`: error = 1 - (perception + cognition) / (200 x subtasks present)."""
 
     def scorer(task: Task, samples: list[Sample], predictions: list[Any]):
-        keyed = [(task.meta(s, "subtask"), task.meta(s, "image"), p, s.references[0]) for s, p in zip(samples, predictions)]
-        metrics = scorers.mme_metrics(keyed, parse)
-        records = []
-        for s, pred in zip(samples, predictions):
-            answer = parse(pred)
-            records.append(
-                {
-                    "id": s.id,
-                    "prediction": pred,
-                    "extracted": answer,
-                    "score": float(answer == s.references[0]),
-                    "parsed": answer is not None,
-                }
-            )
-        return metrics, records
+        keyed = [
+            (task.meta(s, "subtask"), task.meta(s, "image"), p, s.references[0])
+            for s, p in zip(samples, predictions)
+        ]
+        return scorers.mme_metrics(keyed, parse), answer_records(samples, predictions, parse)
 
     return scorer
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from .base import OPTION_LETTER_PROMPT, SHORT_ANSWER_PROMPT, Benchmark, Sample, Task, image_bytes, with_prompt
-from .common import as_list, choice_question, choice_scorings, read_parquets
+from .base import SHORT_ANSWER_PROMPT, Sample, Task, image_bytes, with_prompt
+from .common import as_list, choice_benchmark, choice_question, read_parquets
 
 LAYOUT = """  **/*.parquet   columns: id, question, options (list or its string form), answer, question_type
                  ("multiple-choice"|"open"), image_1..image_7 ({"bytes": ...}), as in the MMMU/MMMU release
@@ -42,12 +42,4 @@ def load(task: Task) -> list[Sample]:
     return samples
 
 
-BENCHMARK = Benchmark(
-    name="mmmu",
-    loader=load,
-    scorings=choice_scorings(),
-    category="reasoning",
-    layout=LAYOUT,
-    prompt=OPTION_LETTER_PROMPT,
-    max_new_tokens=16,
-)
+BENCHMARK = choice_benchmark("mmmu", load, LAYOUT, max_new_tokens=16)

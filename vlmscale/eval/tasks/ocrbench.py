@@ -35,7 +35,8 @@ def load(task: Task) -> list[Sample]:
 
 
 _score_all = simple_scorer(
-    lambda pred, s: scorers.ocrbench_match(pred, s.references, s.meta.get("dataset_name", "")), name="accuracy"
+    lambda pred, s: scorers.ocrbench_match(pred, s.references, s.meta.get("dataset_name", "")),
+    name="accuracy",
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import scorers
 from .base import Benchmark, Sample, Scorer, Task, read_jsonl, with_prompt
-from .common import mean
+from .common import answer_records, mean
 
 LAYOUT = """  coco_pope_{random,popular,adversarial}.json   one JSON object a line: {"question_id", "image", "text", "label": "yes"|"no"}
                                                  (also accepted under coco/, as in LLaVA's playground)
@@ -37,21 +37,10 @@ def load(task: Task) -> list[Sample]:
 def pope_scorer(parse: Callable[[Any], str | None]) -> Scorer:
     def scorer(task: Task, samples: list[Sample], predictions: list[Any]):
         by_split: dict[str, tuple[list[Any], list[str]]] = defaultdict(lambda: ([], []))
-        records = []
         for sample, pred in zip(samples, predictions):
             preds, labels = by_split[task.meta(sample, "split")]
             preds.append(pred)
             labels.append(sample.references[0])
-            answer = parse(pred)
-            records.append(
-                {
-                    "id": sample.id,
-                    "prediction": pred,
-                    "extracted": answer,
-                    "score": float(answer == sample.references[0]),
-                    "parsed": answer is not None,
-                }
-            )
         splits = {split: scorers.pope_metrics(p, lab, parse) for split, (p, lab) in by_split.items()}
         metrics: dict[str, Any] = {"splits": splits}
         for key in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
@@ -59,7 +48,7 @@ def pope_scorer(parse: Callable[[Any], str | None]) -> Scorer:
         metrics["n"] = len(samples)
         metrics["n_unparseable"] = sum(m["n_unparseable"] for m in splits.values())
         metrics["error"] = 1.0 - metrics["accuracy"]
-        return metrics, records
+        return metrics, answer_records(samples, predictions, parse)
 
     return scorer
 
@@ -67,7 +56,10 @@ def pope_scorer(parse: Callable[[Any], str | None]) -> Scorer:
 BENCHMARK = Benchmark(
     name="pope",
     loader=load,
-    scorings={"official": pope_scorer(scorers.parse_yes_no), "lenient": pope_scorer(scorers.parse_yes_no_lenient)},
+    scorings={
+        "official": pope_scorer(scorers.parse_yes_no),
+        "lenient": pope_scorer(scorers.parse_yes_no_lenient),
+    },
     category="reasoning",
     layout=LAYOUT,
     max_new_tokens=8,

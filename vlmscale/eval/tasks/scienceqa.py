@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from .. import scorers
-from .base import OPTION_LETTER_PROMPT, Benchmark, Sample, Task
-from .common import choice_question, choice_scorer, lenient_letter
+from .base import Sample, Task
+from .common import choice_benchmark, choice_question, choice_scorer, lenient_letter
 
 LAYOUT = """  problems.json      {pid: {"question", "choices": [...], "answer": <index>, "hint", "image": "image.png"|null, "split"}}
   pid_splits.json    {"test": [pid, ...], ...}   (optional: falls back to each problem's "split")
@@ -47,12 +47,9 @@ def official_letter(pred: Any, sample: Sample) -> str | None:
     return scorers.scienceqa_letter(pred, len(sample.options or []))
 
 
-BENCHMARK = Benchmark(
-    name="scienceqa",
-    loader=load,
+BENCHMARK = choice_benchmark(
+    "scienceqa",
+    load,
+    LAYOUT,
     scorings={"official": choice_scorer(official_letter), "lenient": choice_scorer(lenient_letter)},
-    category="reasoning",
-    layout=LAYOUT,
-    prompt=OPTION_LETTER_PROMPT,
-    max_new_tokens=8,
 )

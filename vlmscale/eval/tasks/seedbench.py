@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .base import OPTION_LETTER_PROMPT, Benchmark, Sample, Task
-from .common import choice_question, choice_scorings
+from .base import Sample, Task
+from .common import choice_benchmark, choice_question
 
 LAYOUT = """  SEED-Bench.json        {"questions": [{"question_id", "question", "choice_a".."choice_d", "answer": "A".."D",
                                           "data_type": "image"|"video", "data_id": "<file>"}]}
@@ -33,12 +33,4 @@ def load(task: Task) -> list[Sample]:
     return samples
 
 
-BENCHMARK = Benchmark(
-    name="seedbench",
-    loader=load,
-    scorings=choice_scorings(),
-    category="reasoning",
-    layout=LAYOUT,
-    prompt=OPTION_LETTER_PROMPT,
-    max_new_tokens=8,
-)
+BENCHMARK = choice_benchmark("seedbench", load, LAYOUT)
