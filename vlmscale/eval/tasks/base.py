@@ -175,12 +175,13 @@ class Task:
 
     # -- files ---------------------------------------------------------------------------------------------
     def _missing(self, what: str) -> BenchmarkNotFoundError:
-        key = self.config_key or f"eval.catalog.{self.name}.root"
+        key = self.config_key or f"++eval.catalog.{self.name}.root"  # ++: add or override
         return BenchmarkNotFoundError(
             f"task {self.name!r}: {what} not found.\n"
             f"Expected layout under the task folder:\n{self.layout}\n"
-            f"Set the folder with the config key `{key}=/path/to/{self.name}` or put it at "
-            f"${EVAL_DIR_ENV}/{self.name} (environment variable {EVAL_DIR_ENV}, the folder holding all benchmarks)."
+            f"Set the folder with `{key}=/path/to/{self.name}`, or put it at <eval.data_dir>/{self.name} "
+            f"(eval.data_dir defaults to ${EVAL_DIR_ENV}, the environment variable naming the folder that "
+            "holds all benchmarks)."
         )
 
     @property
