@@ -195,6 +195,7 @@ def test_checkpoint_entry_point(tiny, bench_root, tmp_path):
     for key in ("error/synthetic", "error/reasoning", "error/ocr", "error/avg"):
         assert record["metrics"][key] == pytest.approx(metrics[key])
     assert record["eval"]["tasks"] == ["synthetic"]
+    assert record["eval"]["scoring"] == {"synthetic": "official"}  # which rule produced the errors
     preds = [json.loads(x)["prediction"] for x in (run_dir / "eval" / "synthetic.predictions.jsonl").open()]
     task = build_task("synthetic", **syn)
     expected = generate_answers(
@@ -229,13 +230,14 @@ def test_hydra_eval_config_composes_and_runs(tiny, bench_root, tmp_path):
         f"paths.cache_dir={cache}",
         f"out_dir={tmp_path / 'out'}",
         f"eval.catalog.synthetic.root={bench_root / 'synthetic'}",
-        "eval.catalog.synthetic.max_new_tokens=2",
+        "+eval.catalog.synthetic.max_new_tokens=2",
+        "eval.scoring={synthetic: official}",
         "eval.progress=false",
         "device=cpu",
     ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="eval", overrides=overrides)
-    assert cfg.eval.catalog.gqa.category == "reasoning" and cfg.eval.catalog.textvqa.category == "ocr"
+    assert dict(cfg.eval.scoring) == {"synthetic": "official"}  # one name, or a mapping per task
     metrics = run(OmegaConf.to_container(cfg, resolve=True))
     assert set(metrics) >= {"error/synthetic", "error/reasoning", "error/avg"}
     scores = json.loads((tmp_path / "out" / "synthetic.scores.json").read_text())

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from vlmscale.contract import to_plain
 from vlmscale.eval.runner import evaluate_from_config, update_result_json
+from vlmscale.eval.tasks import scorings_from_config
 
 log = logging.getLogger("vlmscale.eval")
 
@@ -79,6 +80,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
     metrics = evaluate_from_config(plain, vlm, tokenizer, out_dir, names=names, limit=plain.get("limit"))
     if plain.get("update_result", True) and (run_dir / "result.json").exists():
         info = {"tasks": names, "limit": plain.get("limit"), "ckpt": str(ckpt), "out_dir": str(out_dir)}
+        info["scoring"] = scorings_from_config(plain.get("eval") or {}, names)  # which rule gave each error
         update_result_json(run_dir, metrics, info)
         log.info("updated %s", run_dir / "result.json")
     for key, value in metrics.items():

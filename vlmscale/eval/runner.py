@@ -245,7 +245,7 @@ def tasks_from_config(
         root = synthetic_root(data_cfg)
         if root is not None:
             catalog.setdefault("synthetic", {})["root"] = root
-    return build_tasks(names, catalog)
+    return build_tasks(names, catalog, data_dir=eval_cfg.get("data_dir"), scoring=eval_cfg.get("scoring"))
 
 
 def evaluate_from_config(
