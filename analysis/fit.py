@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+import lmfit
 import numpy as np
 
 from analysis import diagnostics, uncertainty
@@ -182,6 +183,7 @@ class PointFit:
     starts: dict
     fit_time_s: float
     warnings: list[str]
+    lmfit_report: str | None  # lmfit's report of the best local fit (least squares only)
 
 
 def point_fit(law: Law, data: FitData, opts: FitOptions) -> PointFit:
@@ -211,7 +213,8 @@ def point_fit(law: Law, data: FitData, opts: FitOptions) -> PointFit:
         )
     starts = {"grid": ms["grid_size"], "local_fits": ms["n_local"], "reached_best": ms["agree"]}
     free = np.array([f is None for f in flags])
-    return PointFit(prob, p, flags, free, ms["objective"], starts, fit_time, warns)
+    report = lmfit.fit_report(ms["lmfit"]) if ms["lmfit"] is not None else None
+    return PointFit(prob, p, flags, free, ms["objective"], starts, fit_time, warns, report)
 
 
 def intervals(law: Law, data: FitData, opts: FitOptions, point: PointFit):
@@ -270,7 +273,6 @@ def _result(
         name: {"value": v, "ci_low": bounds.get(name, (None, None))[0], "ci_high": bounds.get(name, (None, None))[1]}
         for name, v in law.derived(values).items()
     }  # fmt: skip
-    report = uncertainty.fit_report(point.prob, point.p, point.free) if opts.loss == "lsq" else None
     return FitResult(
         law=law.name,
         formula=law.formula,
@@ -293,7 +295,7 @@ def _result(
         text_tokens=text_tokens,
         ci_method=opts.ci_method,
         ratio_name=law.ratio,
-        lmfit_report=report,
+        lmfit_report=point.lmfit_report,
         **diag["stats"],
     )
 

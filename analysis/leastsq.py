@@ -51,6 +51,7 @@ class Problem:
     loss: str = "lsq"
     huber_delta: float = 1e-3
     log_space: bool = False
+    last_lmfit: lmfit.minimizer.MinimizerResult | None = None  # of the latest least-squares local fit
 
     @classmethod
     def of(cls, law: Law, data: FitData, opts) -> Problem:
@@ -126,6 +127,7 @@ class Problem:
             if not np.all(np.isfinite(self.residual_vec(self.vector(params)))):
                 raise ValueError("residuals are not finite at the start")
             _, result = self.lmfit_least_squares(params)
+            self.last_lmfit = result
             p = self.vector(result.params)
         return p, self.objective_vec(p)
 
@@ -166,10 +168,11 @@ class Problem:
             scores = objective(residuals(pred, self.y[None, :], self.log_space), self.loss, self.huber_delta)
         scores = np.where(np.isfinite(scores), scores, np.inf)
         order = np.argsort(scores, kind="stable")[:n_starts]
-        fits = []
+        fits, results = [], []
         for start in list(extra_starts) + [grid[i] for i in order]:
             try:
                 fits.append(self.local_fit(start))
+                results.append(self.last_lmfit)
             except ValueError:  # non-finite residuals at the start: that start failed, the others may not
                 continue
         if not fits:
@@ -186,4 +189,5 @@ class Problem:
             "grid_size": len(grid),
             "n_local": len(fits),
             "agree": agree,
+            "lmfit": results[best],  # lmfit's result of the best local fit (None for Huber)
         }

@@ -175,10 +175,3 @@ def _conf_interval(mini, result, names: list[str], notes: list[str]) -> dict[str
         lo, hi = rows[0][1], rows[-1][1]
         out[name] = (float(lo) if np.isfinite(lo) else None, float(hi) if np.isfinite(hi) else None)
     return out
-
-
-def fit_report(prob: Problem, p: np.ndarray, free: np.ndarray) -> str:
-    """lmfit's fit report at the best fit (parameters on a bound held), for fit_report.txt."""
-    held = {i: float(p[i]) for i in range(len(p)) if not free[i]}
-    _, result = prob.lmfit_least_squares(prob.parameters(p, held))
-    return lmfit.fit_report(result)
