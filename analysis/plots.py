@@ -67,7 +67,8 @@ def fmt_size(x: float, col: str = "") -> str:
 def _sym(name: str) -> str:
     if "/" in name:
         return "/".join(_sym(n) for n in name.split("/"))
-    return _GREEK.get(name, name)
+    base, _, sub = name.partition("_")
+    return _GREEK.get(base, base) + (f"_{{{sub}}}" if sub else "")
 
 
 def _param_label(name: str, value: float, lo, hi, digits: int = 3) -> str:
@@ -324,12 +325,13 @@ def isoflop_plot(
 def d_profile_plot(
     fit: FitResult, law_floor: str, exponents: tuple[str, str], out_dir, stem: str = "d_profile"
 ) -> list[Path]:
+    """`exponents`: the law's exponent names; the ratio is read under the fit's `ratio_name`."""
     prof = fit.d_profile or []
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(11.0, 3.4))
         axes = fig.subplots(1, 3)
         d = np.array([row[law_floor] for row in prof])
-        ratio_name = f"{exponents[0]}/{exponents[1]}"
+        ratio_name = fit.ratio_name or f"{exponents[0]}/{exponents[1]}"
         a, b = exponents
         axes[0].plot(d, [row[a] for row in prof], "o-", ms=3, label=f"${_sym(a)}$", color="C3")
         axes[0].plot(d, [row[b] for row in prof], "s-", ms=3, label=f"${_sym(b)}$", color="C0")
@@ -385,8 +387,13 @@ def frontier_costs_plot(table, out_dir, stem: str = "frontier_costs", n_col: str
         styles = {"paper": dict(color="C0", ls="--", label="paper count 2N(Q+T)"),
                   "full": dict(color="C3", ls="-", label="full count (tower, connector, query pass)")}  # fmt: skip
         for tag, style in styles.items():
-            axes[0].plot(table["budget"], table[f"T_opt_{tag}"], marker="o", ms=3.5, lw=1.6, **style)
-            axes[1].plot(table["budget"], table[f"N_opt_{tag}"], marker="o", ms=3.5, lw=1.6, **style)
+            bound = table[f"binding_{tag}"].notna().to_numpy()
+            for ax, col in ((axes[0], f"T_opt_{tag}"), (axes[1], f"N_opt_{tag}")):
+                ax.plot(table["budget"], table[col], marker="o", ms=3.5, lw=1.6, **style)
+                # Hollow rings: the optimum sits on an N or T bound (the law's optimum lies outside the range).
+                ax.scatter(table["budget"][bound], table[col][bound], s=70, facecolors="none",
+                           edgecolors=style["color"], linewidths=1.2, zorder=4)  # fmt: skip
+        axes[0].scatter([], [], s=70, facecolors="none", edgecolors="0.3", label="on an N or T bound")
         axes[0].set_ylabel("optimal visual tokens T")
         axes[1].set_ylabel(f"optimal LLM size N  ({n_col})")
         axes[1].set_yscale("log")

@@ -127,14 +127,17 @@ def compare_strings(frame: pd.DataFrame) -> pd.DataFrame:
         "bic",
         "loo_rmse",
         "extrap_rmse",
-        "ratio",
-        "exponent_ratio",
+        "exponent ratio",
         "at_bound",
+    ]
+    frame = frame.copy()
+    frame["exponent ratio"] = [
+        f"{name} {_g(v)}" if name != "-" else "-" for name, v in zip(frame["ratio"], frame["exponent_ratio"])
     ]
     out = frame[[c for c in cols if c in frame]].copy()
     for c in ("sse", "rmse", "loo_rmse", "extrap_rmse"):
         out[c] = out[c].map(lambda v: _g(v, 3))
-    for c in ("r2", "exponent_ratio"):
+    for c in ("r2",):
         out[c] = out[c].map(lambda v: _g(v, 4))
     for c in ("aic", "delta_aic", "bic"):
         out[c] = out[c].map(lambda v: "-" if v is None or not np.isfinite(v) else f"{v:.2f}")
@@ -198,7 +201,8 @@ def frontier_costs_table(table: pd.DataFrame, paper_formula: str, full_formula: 
             "budget": table["budget"].map("{:.4g}".format),
             "N (paper)": table["N_opt_paper"].map(_g),
             "T (paper)": table["T_opt_paper"].map(lambda v: _g(v, 4)),
-            "real cost of it": table["paper_choice_full_flops"].map(_g),
+            "binding (paper)": table["binding_paper"].fillna("").astype(str),
+            "its real cost": table["paper_choice_full_flops"].map(_g),
             "N (full)": table["N_opt_full"].map(_g),
             "T (full)": table["T_opt_full"].map(lambda v: _g(v, 4)),
             "err (paper)": table["error_pred_paper"].map(lambda v: _g(v, 4)),
