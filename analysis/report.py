@@ -236,6 +236,9 @@ def category_summary(results: dict, text_tokens: float) -> str:
             f"  {cat:<10} {exps}  {fit.ratio_name} {_g(ratio.get('value'), 3)} {ci} ({_CI_NAMES[fit.ci_method]})  "
             f"T* {t_text}  R^2 {_g(fit.r2, 3)}  ({fit.n_points} points)"
         )
+        on_bound = [f"{p.name} ({p.at_bound})" for p in fit.params.values() if p.at_bound]
+        if on_bound:
+            lines.append(f"  {'':<10} on a bound: {', '.join(on_bound)} (see {cat}/d_profile.png)")
         if res.get("flat"):
             lines.append(f"  {'':<10} WARNING: {res['flat']}")
     return "\n".join(lines)
