@@ -370,7 +370,10 @@ def cmd_demo(args) -> int:
         if not args.no_plots:
             written += _fit_plots(cf.fit, cf.data, cf.spec, law, out / cat)
     if not args.no_plots:
-        panels = [(cat, cf.fit, cf.data, cf.spec) for cat, cf in fits.items()]
+        panels = [
+            (f"{cat} (flat: exponents meaningless)" if cf.flat else cat, cf.fit, cf.data, cf.spec)
+            for cat, cf in fits.items()
+        ]
         written += plots.split_figure(panels, out)
     _print_written(written)
     results = {cat: {"fit": cf.fit, "record": cf.record, "flat": cf.flat} for cat, cf in fits.items()}

@@ -40,6 +40,8 @@ STYLE = {
     "pdf.fonttype": 42,
 }
 _GREEK = {"alpha": r"\alpha", "beta": r"\beta"}
+#: y span (each side) shown for data whose errors hardly move, so the axis does not zoom into noise.
+FLAT_YSPAN = 0.05
 
 
 def _cmap(name: str, lo: float = 0.0, hi: float = 0.85):
@@ -171,6 +173,10 @@ def _scaling_axes(fig: Figure, ax, fit: FitResult, data: FitData, spec: Frontier
         tail = front.iloc[first:]
         (beyond,) = ax.plot(tail["budget"], tail["error_pred"], color="0.35", ls=":", lw=1.6, zorder=4)
     ax.set_xscale("log")
+    mid, spread = float(data.y.mean()), float(np.ptp(data.y))
+    if spread < FLAT_YSPAN:  # a flat category: show it flat instead of zooming into noise
+        ax.set_ylim(mid - FLAT_YSPAN, mid + FLAT_YSPAN)
+        ax.yaxis.get_major_formatter().set_useOffset(False)
     ax.set_xlabel(f"inference FLOPs  $2N(Q+T)$,  Q = {Q:g} text tokens")
     ax.set_ylabel(_y_label(data))
     ax.set_title(title, loc="left")
