@@ -183,7 +183,7 @@ class PointFit:
     starts: dict
     fit_time_s: float
     warnings: list[str]
-    lmfit_report: str | None  # lmfit's report of the best local fit (least squares only)
+    lmfit_report: str | None  # lmfit's report of the best fit (least squares only)
 
 
 def point_fit(law: Law, data: FitData, opts: FitOptions) -> PointFit:
@@ -191,7 +191,13 @@ def point_fit(law: Law, data: FitData, opts: FitOptions) -> PointFit:
     t0 = time.perf_counter()
     prob = Problem.of(law, data, opts)
     ms = prob.multi_start(opts.n_starts)
-    p = ms["p"]
+    p, objective, report = ms["p"], ms["objective"], None
+    if opts.loss == "lsq":  # lmfit finishes the best fit: same optimum, plus its fit report
+        _, result = prob.lmfit_least_squares(prob.parameters(p))
+        report = lmfit.fit_report(result)
+        if prob.objective_vec(prob.vector(result.params)) <= objective:
+            p = prob.vector(result.params)
+            objective = prob.objective_vec(p)
     flags = [uncertainty.at_bound(v, lo, hi) for v, (lo, hi) in zip(p, prob.bounds)]
     for i, flag in enumerate(flags):  # report a parameter on its bound as exactly the bound
         if flag:
@@ -213,8 +219,7 @@ def point_fit(law: Law, data: FitData, opts: FitOptions) -> PointFit:
         )
     starts = {"grid": ms["grid_size"], "local_fits": ms["n_local"], "reached_best": ms["agree"]}
     free = np.array([f is None for f in flags])
-    report = lmfit.fit_report(ms["lmfit"]) if ms["lmfit"] is not None else None
-    return PointFit(prob, p, flags, free, ms["objective"], starts, fit_time, warns, report)
+    return PointFit(prob, p, flags, free, objective, starts, fit_time, warns, report)
 
 
 def intervals(law: Law, data: FitData, opts: FitOptions, point: PointFit):

@@ -158,7 +158,7 @@ def write_fit(record: dict, out: str | Path) -> list[Path]:
     paths = [_write_json(out / "fit.json", record)]
     if record.get("lmfit_report"):
         note = (
-            "# lmfit's report of the best local fit, every parameter free inside its bounds: a parameter on its\n"
+            "# lmfit's report of the best fit, every parameter free inside its bounds: a parameter on its\n"
             "# bound shows lmfit's unconditional error here; fit.json's stderr and intervals hold it on the bound.\n"
         )
         (out / "fit_report.txt").write_text(note + record["lmfit_report"] + "\n")
