@@ -141,7 +141,8 @@ def build_model(sizes: dict[str, Any], visual_tokens: int, dtype: str, device: s
 
     torch.manual_seed(0)
     with torch.device(device):
-        tower = build_vision_tower(**{**sizes["vision"], "dtype": dtype})
+        # Random pixels go straight in: no image processor, so no Pillow needed on the GPU machine.
+        tower = build_vision_tower(**{**sizes["vision"], "dtype": dtype}, image_processor=False)
         llm = build_llm(**{**sizes["llm"], "dtype": dtype})
         projector = build_quecc(tower, llm, visual_tokens).to(resolve_dtype(dtype))
     vocab = llm.model.get_input_embeddings().weight.shape[0]
@@ -236,12 +237,43 @@ def strategy_for(step: str):
     return DeepSpeedStrategy(**kwargs)  # the project's own ZeRO settings
 
 
+def training_module(vlm):
+    """vlmscale's VLMLightningModule (stage finetune: projector + LLM train), or, where it cannot be imported
+    (vlmscale.data needs Pillow), a bare module with the same trainable parts and AdamW, so the numbers come."""
+    import lightning as L
+    import torch
+
+    try:
+        from vlmscale.lit import VLMLightningModule
+    except ImportError as err:
+        kind = f"fallback: vlmscale.lit not importable ({err})"
+    else:
+        # Outside validation VLMLightningModule reads only eos_token_id / chat_template from the tokenizer.
+        tokenizer = types.SimpleNamespace(eos_token_id=vlm.eos_token_id, chat_template=None)
+        optim = {"lr": 2e-5, "projector_lr": 1e-4, "warmup_ratio": 0.0}
+        return VLMLightningModule(
+            vlm, tokenizer, stage="finetune", optim=optim
+        ), "vlmscale.lit.VLMLightningModule"
+
+    class Finetune(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vlm = vlm
+            vlm.vision.requires_grad_(False)
+
+        def training_step(self, batch, batch_idx):
+            return self.vlm(**batch).loss
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW([p for p in self.vlm.parameters() if p.requires_grad], lr=2e-5)
+
+    return Finetune(), kind
+
+
 def run_train(step: str, tiny: bool) -> dict[str, Any]:
     import lightning as L
     import torch
     from torch.utils.data import DataLoader, Dataset
-
-    from vlmscale.lit import VLMLightningModule
 
     cuda = torch.cuda.is_available()
     if step != "train_ddp":
@@ -281,11 +313,7 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.losses.append(float(loss))
 
-    # VLMLightningModule reads only eos_token_id / chat_template from the tokenizer outside validation.
-    tokenizer = types.SimpleNamespace(eos_token_id=vlm.eos_token_id, chat_template=None)
-    module = VLMLightningModule(
-        vlm, tokenizer, stage="finetune", optim={"lr": 2e-5, "projector_lr": 1e-4, "warmup_ratio": 0.0}
-    )
+    module, module_kind = training_module(vlm)
     clock = StepClock()
     trainer = L.Trainer(
         accelerator="gpu" if cuda else "cpu",
@@ -310,6 +338,7 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
     seconds = (timed[-1] - timed[0]) / (len(timed) - 1)
     result: dict[str, Any] = {
         "status": "ok",
+        "module": module_kind,
         "steps": len(clock.ends),
         "timed_steps": len(timed) - 1,
         "batch": sizes["batch"],
@@ -436,7 +465,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("lightning", "transformers", "deepspeed"):
+    for name in ("lightning", "transformers", "deepspeed", "hydra", "PIL"):
         try:
             info[name] = __import__(name).__version__
         except Exception as err:  # a missing optional package is a fact to record, not a failure
@@ -450,7 +479,7 @@ def environment() -> dict[str, Any]:
 
 def summary_line(step: str, result: dict[str, Any]) -> str:
     if result.get("status") != "ok":
-        return f"{step}: {result.get('status')} {result.get('reason') or result.get('error', '')}".strip()
+        return f"{step}: {result.get('reason') or result.get('status') + ' ' + result.get('error', '')}".strip()
     if step.startswith("train"):
         mem = result.get("peak_memory_gib", result.get("peak_rss_gib"))
         mfu = result.get("mfu")

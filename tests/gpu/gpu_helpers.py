@@ -21,7 +21,7 @@ def tiny_vlm(visual_tokens: int = 16, seed: int = 0, dtype: str = "float32"):
     from vlmscale.models import VisionLanguageModel, build_llm, build_projector, build_vision_tower
 
     torch.manual_seed(seed)
-    tower = build_vision_tower(**{**load_conf("vision", "tiny-clip"), "dtype": dtype})
+    tower = build_vision_tower(**{**load_conf("vision", "tiny-clip"), "dtype": dtype}, image_processor=False)
     llm = build_llm(**{**load_conf("llm", "tiny-xs"), "dtype": dtype})
     projector = build_projector(
         name="quecc",

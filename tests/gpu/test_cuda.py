@@ -24,6 +24,7 @@ def lightning_module(vlm, lr: float = 5e-3):
 
 
 def test_bf16_autocast_training_overfits_a_batch_with_fp32_master_weights():
+    pytest.importorskip("PIL", reason="vlmscale.lit imports vlmscale.data, which needs Pillow")
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -93,6 +94,7 @@ def compose(config_name: str, overrides: list[str]):
 def test_deepspeed_checkpoint_folder_resumes_and_converts_for_eval(trainer, cache, tmp_path, caplog):
     pytest.importorskip("deepspeed")
     pytest.importorskip("hydra")
+    pytest.importorskip("PIL", reason="the synthetic suite draws its images with Pillow")
     from omegaconf import OmegaConf
 
     from vlmscale.convert import convert_deepspeed
