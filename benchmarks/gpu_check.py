@@ -479,7 +479,9 @@ def environment() -> dict[str, Any]:
 
 def summary_line(step: str, result: dict[str, Any]) -> str:
     if result.get("status") != "ok":
-        return f"{step}: {result.get('reason') or result.get('status') + ' ' + result.get('error', '')}".strip()
+        return (
+            f"{step}: {result.get('reason') or result.get('status') + ' ' + result.get('error', '')}".strip()
+        )
     if step.startswith("train"):
         mem = result.get("peak_memory_gib", result.get("peak_rss_gib"))
         mfu = result.get("mfu")
