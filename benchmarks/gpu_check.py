@@ -314,6 +314,17 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
             self.losses.append(float(loss))
 
     module, module_kind = training_module(vlm)
+    workaround = None
+    if step == "train_zero3":
+        # QueCC's LocalCrossAttention reads k_proj/v_proj weights directly (not through their forward), so
+        # ZeRO-3 would hand it empty partitions of any weight above stage3_param_persistence_threshold (1e6:
+        # 1024 x 1024 is above). Marked as a leaf, DeepSpeed gathers all its parameters at its own forward.
+        from deepspeed.utils import set_z3_leaf_modules
+
+        from vlmscale.models.quecc import LocalCrossAttention
+
+        set_z3_leaf_modules(vlm, [LocalCrossAttention])
+        workaround = "deepspeed.utils.set_z3_leaf_modules(vlm, [LocalCrossAttention])"
     clock = StepClock()
     trainer = L.Trainer(
         accelerator="gpu" if cuda else "cpu",
@@ -339,6 +350,7 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
     result: dict[str, Any] = {
         "status": "ok",
         "module": module_kind,
+        "zero3_workaround": workaround,
         "steps": len(clock.ends),
         "timed_steps": len(timed) - 1,
         "batch": sizes["batch"],
