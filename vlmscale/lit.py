@@ -191,6 +191,19 @@ class VLMLightningModule(L.LightningModule):
         optimizer, scheduler = self.make_optimizer(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_model(self) -> None:
+        """Under ZeRO-3 (called before DeepSpeed wraps the model): QueCC's attention reads its k/v projection
+        weights directly rather than through their forward, so DeepSpeed must gather the block as one leaf, or
+        it hands those weights over as empty partitions."""
+        if not getattr(self.trainer.strategy, "zero_stage_3", False):
+            return
+        from deepspeed.utils import set_z3_leaf_modules
+
+        from vlmscale.models.quecc import LocalCrossAttention
+
+        if any(isinstance(m, LocalCrossAttention) for m in self.vlm.modules()):
+            set_z3_leaf_modules(self.vlm, [LocalCrossAttention])
+
     # Frozen weights that are loaded by name again (pretrained LLM / tower) stay out of checkpoints;
     # randomly initialised tiny parts must be kept, or a resumed run would rebuild different weights.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -200,6 +213,8 @@ class VLMLightningModule(L.LightningModule):
         checkpoint["vlmscale_config_hash"] = self.config_hash
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "state_dict" not in checkpoint:
+            return  # a DeepSpeed checkpoint folder: the engine restores the weights itself
         # Restore what the checkpoint holds; parts left out of it stay as built.
         current = self.state_dict()
         current.update(upgrade_state_dict(checkpoint["state_dict"]))

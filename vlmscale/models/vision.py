@@ -143,8 +143,12 @@ def build_vision_tower(
     multilevel_layers: Sequence[int] = (12, 16, 22, 23),
     freeze: bool = True,
     dtype: str | None = "float32",
+    image_processor: bool = True,
 ) -> VisionTower:
-    """Build from an HF name/local path (``pretrained``) or from a config dict with a ``model_type`` key."""
+    """Build from an HF name/local path (``pretrained``) or from a config dict with a ``model_type`` key.
+
+    ``image_processor=False`` leaves the processor out (``tower.image_processor`` is None): code that feeds
+    pixel tensors itself, such as benchmarks, then needs no Pillow/torchvision."""
     import transformers
 
     torch_dtype = resolve_dtype(dtype)
@@ -152,14 +156,16 @@ def build_vision_tower(
         model_type = transformers.AutoConfig.from_pretrained(pretrained).model_type
         cls = getattr(transformers, _VISION_MODEL_CLASSES.get(model_type, "AutoModel"))
         encoder = cls.from_pretrained(pretrained, dtype=torch_dtype)
-        processor = transformers.AutoImageProcessor.from_pretrained(pretrained)
+        processor = transformers.AutoImageProcessor.from_pretrained(pretrained) if image_processor else None
     elif config is not None:
         cfg = dict(to_plain(config))
         model_type = cfg.pop("model_type", "clip_vision_model")
         hf_config = transformers.AutoConfig.for_model(model_type, **cfg)
         cls = getattr(transformers, _VISION_MODEL_CLASSES.get(model_type, "AutoModel"))
         encoder = cls._from_config(hf_config, dtype=torch_dtype)
-        processor = default_image_processor(_family(model_type), hf_config.image_size)
+        processor = (
+            default_image_processor(_family(model_type), hf_config.image_size) if image_processor else None
+        )
     else:
         raise ValueError("vision tower needs either `pretrained` (HF name or path) or `config`")
     return VisionTower(
