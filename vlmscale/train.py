@@ -23,6 +23,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vlmscale.assemble import check_config, resume_checkpoint
 from vlmscale.contract import to_plain
 from vlmscale.results import (
     failure_record,
@@ -99,6 +100,7 @@ def point_fields(cfg: DictConfig) -> dict[str, Any]:
     return {
         "llm": get("llm.name"),
         "visual_tokens": _int_or_as_given(get("visual_tokens")),
+        "compressor": get("compressor.name"),
         "projector": get("projector.name"),
         "stage": get("stage"),
         "seed": _int_or_as_given(get("seed")),
@@ -116,6 +118,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         resolved = to_plain(cfg)
         resolved.pop("hydra", None)
         base.update(config_hash=result_hash(resolved), training_hash=training_hash(resolved))
+        check_config(resolved)  # old spellings (projector=quecc) first: they would confuse the checks below
         validate_config(resolved)
         run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.get("skip_done", True) and is_done(run_dir, base["config_hash"]):
@@ -206,36 +209,6 @@ def train_and_evaluate(
     )
     accounting = module.vlm.accounting(text_tokens, query_tokens=query_tokens)
     return {**accounting, "metrics": metrics, "steps": int(trainer.global_step), "logs": log_files(run_dir)}
-
-
-def resume_checkpoint(cfg: DictConfig, run_dir: Path, expected_hash: str) -> tuple[str | None, int]:
-    """The checkpoint to continue from and its step: resume=auto -> <run_dir>/checkpoints/last.ckpt (a file,
-    or a DeepSpeed folder; a corrupt file falls back to the kept previous one, see vlmscale/checkpoints.py),
-    resume=never -> none, else the given path. A checkpoint stamped with another training hash is refused:
-    continuing it would report an old model under the new config."""
-    from vlmscale.checkpoints import read_stamps, resumable_checkpoint
-
-    mode = cfg.get("resume", "auto")
-    if mode in (None, "never", False):
-        return None, 0
-    if mode == "auto":
-        path, stamps = resumable_checkpoint(run_dir / "checkpoints")
-        if path is None:
-            return None, 0
-    else:
-        path = Path(str(mode))
-        if not path.exists():
-            raise FileNotFoundError(
-                f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
-            )
-        stamps = read_stamps(path) if path.is_file() else {}
-    stamp = stamps.get("training_hash")
-    if stamp is not None and stamp != expected_hash:
-        raise ValueError(
-            f"{path} holds weights trained under another configuration (training hash {stamp}, this run's is "
-            f"{expected_hash}): pass resume=never to start over in {run_dir}, or use another run folder"
-        )
-    return str(path), int(stamps.get("global_step", 0))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -106,16 +106,6 @@ def _top_level(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _compressor(config: Mapping[str, Any]) -> str | None:
-    """The compressor's name in either layout: `compressor` group (name) or `projector.compressor`."""
-    node = config.get("compressor")
-    if isinstance(node, Mapping):
-        return node.get("name")
-    if "compressor" in config:
-        return node
-    return _section(config, "projector").get("compressor")
-
-
 def _vision_grid(config: Mapping[str, Any]) -> list[str]:
     """T must tile the G x G patch grid, T = (G/k)^2, or be G^2 without a compressor. G is known from the
     tower's config (a pretrained tower's grid is checked when it is built)."""
@@ -129,11 +119,11 @@ def _vision_grid(config: Mapping[str, Any]) -> list[str]:
             f"vision.config: image_size={size!r} and patch_size={patch!r} must be integers, image >= patch"
         ]
     grid = size // patch
-    if _compressor(config) in (None, "", "null"):
+    if _section(config, "compressor").get("name", "none") == "none":
         if tokens != grid * grid:
             return [
                 f"visual_tokens={tokens}: without a compressor T must be the full {grid}x{grid} grid = "
-                f"{grid * grid}; pick a compressor (quecc, avgpool) for fewer tokens"
+                f"{grid * grid}; pick a compressor (compressor=quecc, avgpool) for fewer tokens"
             ]
         return []
     from vlmscale.models.quecc import valid_token_counts
@@ -239,7 +229,8 @@ def _eval(config: Mapping[str, Any]) -> list[str]:
         if name not in TASKS:
             problems.append(f"eval.tasks: unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
             continue
-        root = (catalog.get(name) or {}).get("root") or (None if name == "synthetic" else default_root(name))
+        own_root = (catalog.get(name) or {}).get("root")
+        root = own_root or (None if name == "synthetic" else default_root(name, ev.get("data_dir")))
         if name == "synthetic" and root is None:
             if not synthetic_data:
                 problems.append(

@@ -64,19 +64,11 @@ def test_each_bad_value_is_named(override, expected):
 
 
 def test_full_grid_without_compressor():
-    problems = config_problems(plain("projector=mlp2x_gelu", "visual_tokens=16"))
+    problems = config_problems(plain("compressor=none", "visual_tokens=16"))
     assert problems == [
         "visual_tokens=16: without a compressor T must be the full 16x16 grid = 256; "
-        "pick a compressor (quecc, avgpool) for fewer tokens"
+        "pick a compressor (compressor=quecc, avgpool) for fewer tokens"
     ]
-
-
-def test_grid_check_reads_a_separate_compressor_group():
-    config = plain("visual_tokens=5")
-    config["compressor"] = {"name": config["projector"].pop("compressor")}
-    assert "does not tile the 16x16" in config_problems(config)[0]
-    config["compressor"] = None
-    assert "without a compressor" in config_problems(config)[0]
 
 
 def test_llava_data_with_synthetic_eval_fails_before_training(tmp_path):

@@ -1,0 +1,626 @@
+"""The GPU check: gpu-marked tests, training throughput/MFU under DDP and DeepSpeed ZeRO-2/3, prefill T=1 vs 576.
+
+    scripts/gpu-check.sh                  # on a CUDA machine, < 5 minutes on one H100
+    scripts/gpu-check.sh --tiny           # the same steps on CPU at tiny sizes (CI), well under a minute
+    scripts/gpu-check.sh --only prefill   # one step (train_ddp, train_zero2, train_zero3, prefill, pytest_gpu)
+
+Every step runs in its own subprocess with its own time limit, so a crash or a hang in one (say DeepSpeed)
+leaves the others' numbers; the JSON file ($OUT/gpu-check.json, else outputs/gpu-check.json, or --out) is
+rewritten after every step. Imports are torch, lightning, transformers and vlmscale only (no Hydra): the model
+is built with the `vlmscale.models` builders, randomly initialised at the real shapes.
+
+Real shapes: a CLIP ViT-L/14-336-shaped tower (336 px, patch 14, width 1024, 24 layers, frozen) and a
+Qwen1.5-0.5B-shaped LLM (hidden 1024, 24 layers, 16 heads, intermediate 2816, vocab 151936), QueCC at T=36,
+stage finetune (projector + LLM train), bf16 autocast (fp32 master weights).
+
+Model FLOPs per training step (MFU's numerator; matmuls only, 2 per multiply-add, no recomputation counted):
+    3 * B * [2 * N_llm * L + 2 * layers * d_attn * L^2]   LLM forward + backward (N_llm: non-embedding
+                                                          parameters + the LM head, L: spliced sequence length)
+  + 3 * B * projector_flops(T)                            compressor + MLP forward + backward
+  + B * vision_flops + B * query_pass_flops               frozen tower and the no-grad question pass, forward only
+MFU = that / step time / the card's dense bf16 peak (H100/H200 SXM 989 TFLOP/s, H100 PCIe 756; override with
+VLMSCALE_PEAK_TFLOPS). `mfu_6n` is the conventional 6 * N_llm * tokens alone, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = ("train_ddp", "train_zero2", "train_zero3", "prefill", "pytest_gpu")
+# Wall-clock caps per step (seconds) on a GPU, within --budget; --tiny uses TINY_LIMIT for each.
+STEP_LIMITS = {"train_ddp": 90, "train_zero2": 90, "train_zero3": 90, "prefill": 60, "pytest_gpu": 200}
+TINY_LIMIT = 120
+
+REAL_VISION = {
+    "name": "clip-vit-l-336-shaped",
+    "config": {
+        "model_type": "clip_vision_model",
+        "image_size": 336,
+        "patch_size": 14,
+        "num_channels": 3,
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+    },
+    "select_layer": -2,
+    "multilevel_layers": [12, 16, 22, 23],
+    "freeze": True,
+}
+REAL_LLM = {
+    "name": "qwen1.5-0.5b-shaped",
+    "config": {
+        "model_type": "qwen2",
+        "vocab_size": 151936,
+        "hidden_size": 1024,
+        "intermediate_size": 2816,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": True,
+    },
+    "attn_implementation": "sdpa",
+}
+
+
+def shape(tiny: bool) -> dict[str, Any]:
+    """Sizes of every step: real (GPU) or tiny (the conf/ tiny-m LLM and tiny-clip tower, CPU)."""
+    if not tiny:
+        return {
+            "vision": REAL_VISION,
+            "llm": REAL_LLM,
+            "visual_tokens": 36,
+            "prefill_tokens": [1, 576],
+            "batch": 16,
+            "text_len": 476,  # + T - 1 = 511 LLM positions per sample
+            "query_len": 32,
+            "steps": 30,
+            "warmup_steps": 5,
+            "prefill_text_len": 64,
+            "prefill_batches": [1, 16],
+            "prefill_repeats": 10,
+        }
+    import yaml
+
+    def conf(group: str, name: str) -> dict[str, Any]:
+        cfg = yaml.safe_load((REPO / "conf" / group / f"{name}.yaml").read_text())
+        cfg.pop("defaults", None)
+        cfg.pop("dtype", None)
+        cfg.pop("pretrained", None)
+        return cfg
+
+    return {
+        "vision": conf("vision", "tiny-clip"),
+        "llm": conf("llm", "tiny-m"),
+        "visual_tokens": 16,
+        "prefill_tokens": [1, 256],
+        "batch": 4,
+        "text_len": 32,
+        "query_len": 8,
+        "steps": 6,
+        "warmup_steps": 2,
+        "prefill_text_len": 16,
+        "prefill_batches": [1, 4],
+        "prefill_repeats": 3,
+    }
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """Dense bf16 peak of the card (no sparsity), for MFU."""
+    if os.environ.get("VLMSCALE_PEAK_TFLOPS"):
+        return float(os.environ["VLMSCALE_PEAK_TFLOPS"])
+    name = device_name.upper()
+    if "H100" in name or "H200" in name or "GH200" in name:
+        return 756.0 if "PCIE" in name else 989.0
+    if "A100" in name:
+        return 312.0
+    return None
+
+
+# -- the model and its inputs ------------------------------------------------------------------------------
+def build_model(sizes: dict[str, Any], visual_tokens: int, dtype: str, device: str = "cpu"):
+    """Tower + QueCC projector + LLM from the plain builders, randomly initialised directly on ``device``
+    (a 0.8B model takes tens of seconds to initialise on a CPU), with the ids the random batches use."""
+    import torch
+
+    from vlmscale.models import VisionLanguageModel, build_llm, build_vision_tower, resolve_dtype
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        # Random pixels go straight in: no image processor, so no Pillow needed on the GPU machine.
+        tower = build_vision_tower(**{**sizes["vision"], "dtype": dtype}, image_processor=False)
+        llm = build_llm(**{**sizes["llm"], "dtype": dtype})
+        connector = build_quecc(tower, llm, visual_tokens).to(resolve_dtype(dtype))
+    vocab = llm.model.get_input_embeddings().weight.shape[0]
+    image_id, pad_id, eos_id = vocab - 1, vocab - 2, vocab - 3  # any ids the random vocabulary holds
+    return VisionLanguageModel(tower, connector, llm, image_id, pad_id, eos_id)
+
+
+def build_quecc(tower, llm, visual_tokens: int):
+    """QueCC + LLaVA's two-layer GELU MLP between this tower and this LLM (conf/compressor/quecc.yaml +
+    conf/projector/mlp2x_gelu.yaml)."""
+    from vlmscale.models import build_connector
+
+    return build_connector(
+        "quecc",
+        "mlp2x_gelu",
+        num_heads=8,
+        visual_tokens=visual_tokens,
+        vision_width=tower.hidden_size,
+        multilevel_width=tower.multilevel_size,
+        llm_width=llm.hidden_size,
+        grid=tower.grid,
+    )
+
+
+def random_batches(vlm, sizes: dict[str, Any], count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` random samples: <image> after a 4-token prefix, the first half of the text masked as prompt.
+    Ids and sizes are read once here (under ZeRO-3 the embedding weight is partitioned, its shape empty)."""
+    import torch
+
+    from vlmscale.contract import IGNORE_INDEX
+
+    generator = torch.Generator().manual_seed(seed)
+    vocab = vlm.llm.model.get_input_embeddings().weight.shape[0]
+    length, query, size = sizes["text_len"], sizes["query_len"], vlm.vision.image_size
+    samples = []
+    for _ in range(count):
+        ids = torch.randint(0, vocab - 3, (length,), generator=generator)
+        ids[4] = vlm.image_token_id
+        labels = ids.clone()
+        labels[: length // 2] = IGNORE_INDEX
+        samples.append(
+            {
+                "pixel_values": torch.randn(3, size, size, generator=generator),
+                "input_ids": ids,
+                "attention_mask": torch.ones(length, dtype=torch.long),
+                "labels": labels,
+                "query_ids": torch.randint(0, vocab - 3, (query,), generator=generator),
+                "query_attention_mask": torch.ones(query, dtype=torch.long),
+                "has_image": torch.tensor(True),
+            }
+        )
+    return samples
+
+
+def step_flops(vlm, sizes: dict[str, Any]) -> dict[str, float]:
+    """Model FLOPs of one training step (see the module docstring) and the conventional 6 * N * tokens."""
+    from vlmscale.flops import causal_attention_flops, llm_params
+
+    model = vlm.llm.model
+    config = model.config
+    heads = config.num_attention_heads
+    d_attn = heads * (getattr(config, "head_dim", None) or config.hidden_size // heads)
+    n_llm = (
+        llm_params(model)["non_embedding"] + config.vocab_size * config.hidden_size
+    )  # + the LM head matmul
+    batch, length = sizes["batch"], sizes["text_len"] - 1 + vlm.visual_tokens
+    llm_forward = 2.0 * n_llm * length + causal_attention_flops(config.num_hidden_layers, d_attn, length)
+    projector = sum(vlm.connector.flops().values())
+    query_len = sizes["query_len"]
+    query_pass = 2.0 * llm_params(model)["non_embedding"] * query_len
+    query_pass += causal_attention_flops(config.num_hidden_layers, d_attn, query_len)
+    model_flops = batch * (3 * llm_forward + 3 * projector + vlm.vision.flops() + query_pass)
+    return {
+        "model_flops_per_step": model_flops,
+        "six_n_flops_per_step": 6.0 * n_llm * batch * length,
+        "llm_matmul_params": n_llm,
+        "tokens_per_step": batch * length,
+    }
+
+
+# -- steps (each runs in its own process) ------------------------------------------------------------------
+def strategy_for(step: str):
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
+
+    if step == "train_ddp":
+        return DDPStrategy()
+    import yaml
+
+    stage = step[-1]
+    strategy = yaml.safe_load((REPO / "conf" / "trainer" / f"deepspeed_zero{stage}.yaml").read_text())
+    kwargs = {k: v for k, v in strategy["strategy"].items() if not k.startswith("_")}
+    return DeepSpeedStrategy(**kwargs)  # the project's own ZeRO settings
+
+
+def training_module(vlm):
+    """vlmscale's VLMLightningModule (stage finetune: projector + LLM train), or, where it cannot be imported
+    (vlmscale.data needs Pillow), a bare module with the same trainable parts and AdamW, so the numbers come."""
+    import lightning as L
+    import torch
+
+    try:
+        from vlmscale.lit import VLMLightningModule
+    except ImportError as err:
+        kind = f"fallback: vlmscale.lit not importable ({err})"
+    else:
+        # Outside validation VLMLightningModule reads only eos_token_id / chat_template from the tokenizer.
+        tokenizer = types.SimpleNamespace(eos_token_id=vlm.eos_token_id, chat_template=None)
+        optim = {"lr": 2e-5, "connector_lr": 1e-4, "warmup_ratio": 0.0}
+        return VLMLightningModule(
+            vlm, tokenizer, stage="finetune", optim=optim
+        ), "vlmscale.lit.VLMLightningModule"
+
+    class Finetune(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vlm = vlm
+            vlm.vision.requires_grad_(False)
+
+        def training_step(self, batch, batch_idx):
+            return self.vlm(**batch).loss
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW([p for p in self.vlm.parameters() if p.requires_grad], lr=2e-5)
+
+    return Finetune(), kind
+
+
+def run_train(step: str, tiny: bool) -> dict[str, Any]:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    cuda = torch.cuda.is_available()
+    if step != "train_ddp":
+        if not cuda:
+            return {"status": "skipped", "reason": "skipped: no CUDA (DeepSpeed needs a GPU)"}
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError as err:
+            return {"status": "skipped", "reason": f"skipped: deepspeed not importable ({err})"}
+    sizes = shape(tiny)
+    vlm = build_model(sizes, sizes["visual_tokens"], "float32", device="cuda" if cuda else "cpu")
+    flops = step_flops(vlm, sizes)
+    steps, warmup = sizes["steps"], sizes["warmup_steps"]
+
+    pool = random_batches(vlm, sizes, 2 * sizes["batch"])  # cycled: data costs nothing next to the step
+
+    class Samples(Dataset):
+        def __len__(self) -> int:
+            return steps * sizes["batch"]
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return pool[index % len(pool)]
+
+    class StepClock(L.Callback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+            self.losses: list[float] = []
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if cuda:
+                torch.cuda.synchronize()
+            self.ends.append(time.perf_counter())
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.losses.append(float(loss))
+
+    module, module_kind = training_module(vlm)
+    workaround = None
+    if step == "train_zero3":
+        # QueCC's LocalCrossAttention reads k_proj/v_proj weights directly (not through their forward), so
+        # ZeRO-3 would hand it empty partitions of any weight above stage3_param_persistence_threshold (1e6:
+        # 1024 x 1024 is above). Marked as a leaf, DeepSpeed gathers all its parameters at its own forward.
+        from deepspeed.utils import set_z3_leaf_modules
+
+        from vlmscale.models.quecc import LocalCrossAttention
+
+        set_z3_leaf_modules(vlm, [LocalCrossAttention])
+        workaround = "deepspeed.utils.set_z3_leaf_modules(vlm, [LocalCrossAttention])"
+    clock = StepClock()
+    trainer = L.Trainer(
+        accelerator="gpu" if cuda else "cpu",
+        devices=1,
+        strategy=strategy_for(step),
+        precision="bf16-mixed",
+        max_steps=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=[clock],
+    )
+    loader = DataLoader(Samples(), batch_size=sizes["batch"], pin_memory=cuda)
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader)
+    timed = clock.ends[warmup - 1 :]
+    seconds = (timed[-1] - timed[0]) / (len(timed) - 1)
+    result: dict[str, Any] = {
+        "status": "ok",
+        "module": module_kind,
+        "zero3_workaround": workaround,
+        "steps": len(clock.ends),
+        "timed_steps": len(timed) - 1,
+        "batch": sizes["batch"],
+        "seq_len": sizes["text_len"] - 1 + sizes["visual_tokens"],
+        "visual_tokens": sizes["visual_tokens"],
+        "step_seconds": seconds,
+        "tokens_per_s": flops["tokens_per_step"] / seconds,
+        "fit_seconds": time.perf_counter() - started,
+        "loss_first": clock.losses[0],
+        "loss_last": clock.losses[-1],
+        **flops,
+        "achieved_tflops": flops["model_flops_per_step"] / seconds / 1e12,
+    }
+    if cuda:
+        peak = peak_tflops(torch.cuda.get_device_name())
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+        result["peak_tflops"] = peak
+        if peak:
+            result["mfu"] = result["achieved_tflops"] / peak
+            result["mfu_6n"] = flops["six_n_flops_per_step"] / seconds / 1e12 / peak
+    else:
+        result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        result["mfu"] = None  # no meaningful peak for a CPU
+    return result
+
+
+def run_prefill(tiny: bool) -> dict[str, Any]:
+    """Latency of prefill (tower + compressor + projector + question pass + LLM over the prompt, first token)
+    at the smallest and the full T, next to the FLOPs ratio of `vlm.accounting` (paper's 2N(Q+T) and full)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    sizes = shape(tiny)
+    text_len = sizes["prefill_text_len"]
+    rows: dict[str, Any] = {}
+    dtype = "bfloat16" if cuda else "float32"
+    low, high = sizes["prefill_tokens"]
+    vlm = build_model(sizes, high, dtype, device=device.type).eval()
+    for tokens in (low, high):
+        if tokens != vlm.visual_tokens:  # same tower and LLM, the connector rebuilt for this T
+            vlm.connector = (
+                build_quecc(vlm.vision, vlm.llm, tokens).to(device=device, dtype=vlm.llm.dtype).eval()
+            )
+        accounting = vlm.accounting(text_tokens=text_len - 1, query_tokens=sizes["query_len"])
+        latency = {}
+        for batch in sizes["prefill_batches"]:
+            samples = random_batches(vlm, {**sizes, "text_len": text_len}, batch, seed=batch)
+            inputs = {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}
+
+            for _ in range(2):
+                prefill_once(vlm, inputs, cuda)
+            times = []
+            for _ in range(sizes["prefill_repeats"]):
+                start = time.perf_counter()
+                prefill_once(vlm, inputs, cuda)
+                times.append(time.perf_counter() - start)
+            latency[str(batch)] = {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times)}
+        rows[str(tokens)] = {
+            "latency": latency,
+            "inference_flops": accounting["inference_flops"],
+            "inference_flops_full": accounting["inference_flops_full"],
+        }
+    low, high = str(low), str(high)
+    speedup = {
+        b: rows[high]["latency"][b]["median_ms"] / rows[low]["latency"][b]["median_ms"]
+        for b in rows[low]["latency"]
+    }
+    return {
+        "status": "ok",
+        "text_tokens": text_len - 1,
+        "query_tokens": sizes["query_len"],
+        "per_T": rows,
+        "speedup_by_batch": speedup,
+        "flops_ratio_paper": rows[high]["inference_flops"] / rows[low]["inference_flops"],
+        "flops_ratio_full": rows[high]["inference_flops_full"] / rows[low]["inference_flops_full"],
+        "dtype": dtype,
+    }
+
+
+def prefill_once(vlm, inputs: dict[str, Any], cuda: bool) -> None:
+    """Prefill = what `generate` runs before its second token: one decoding step, synchronised."""
+    import torch
+
+    vlm.generate(
+        inputs["pixel_values"],
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        inputs["query_ids"],
+        inputs["query_attention_mask"],
+        inputs["has_image"],
+        max_new_tokens=1,
+    )
+    if cuda:
+        torch.cuda.synchronize()
+
+
+def run_pytest(limit: float) -> dict[str, Any]:
+    """The gpu-marked tests (they skip without CUDA)."""
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=limit)
+    lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    summary = lines[-1] if lines else ""
+    status = "ok" if proc.returncode in (0, 5) else "failed"  # 5: none collected
+    return {"status": status, "returncode": proc.returncode, "summary": summary, "tail": proc.stdout[-3000:]}
+
+
+def run_step(step: str, tiny: bool, limit: float) -> dict[str, Any]:
+    if step == "prefill":
+        return run_prefill(tiny)
+    if step == "pytest_gpu":
+        return run_pytest(limit)
+    return run_train(step, tiny)
+
+
+# -- orchestration -----------------------------------------------------------------------------------------
+def default_out() -> Path:
+    out = os.environ.get("OUT")
+    return Path(out) / "gpu-check.json" if out else REPO / "outputs" / "gpu-check.json"
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("lightning", "transformers", "deepspeed", "hydra", "PIL"):
+        try:
+            info[name] = __import__(name).__version__
+        except Exception as err:  # a missing optional package is a fact to record, not a failure
+            info[name] = f"not importable: {type(err).__name__}"
+    info["cuda"] = torch.cuda.is_available()
+    if info["cuda"]:
+        info["device"] = torch.cuda.get_device_name()
+        info["peak_tflops_bf16"] = peak_tflops(info["device"])
+    return info
+
+
+def summary_line(step: str, result: dict[str, Any]) -> str:
+    if result.get("status") != "ok":
+        return (
+            f"{step}: {result.get('reason') or result.get('status') + ' ' + result.get('error', '')}".strip()
+        )
+    if step.startswith("train"):
+        mem = result.get("peak_memory_gib", result.get("peak_rss_gib"))
+        mfu = result.get("mfu")
+        mfu_text = f"MFU {100 * mfu:.1f}% (6N-only {100 * result['mfu_6n']:.1f}%)" if mfu else "MFU n/a"
+        return (
+            f"{step}: {result['tokens_per_s']:.0f} tokens/s, {result['step_seconds'] * 1e3:.1f} ms/step, "
+            f"peak memory {mem:.2f} GiB, {mfu_text}, loss {result['loss_first']:.3f} -> {result['loss_last']:.3f}"
+        )
+    if step == "prefill":
+        speed = ", ".join(f"batch {b}: {s:.2f}x" for b, s in result["speedup_by_batch"].items())
+        return (
+            f"prefill: T=max/T=1 latency {speed}; FLOPs ratio {result['flops_ratio_full']:.2f}x full, "
+            f"{result['flops_ratio_paper']:.2f}x paper 2N(Q+T)"
+        )
+    return f"{step}: {result['summary']}"
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_out()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "mode": "tiny" if args.tiny else "real",
+        "environment": environment(),
+        "shape": {k: v for k, v in shape(args.tiny).items()},
+        "mfu_formula": (
+            "3*B*(2*N_llm*L + 2*layers*d_attn*L^2) + 3*B*projector_flops + B*(vision_flops + query_pass_flops); "
+            "N_llm = non-embedding params + vocab*hidden (LM head); MFU = that / step_time / peak bf16 FLOP/s"
+        ),
+        "steps": {},
+    }
+    deadline = time.monotonic() + args.budget
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    failures = 0
+    for step in args.only or STEPS:
+        cap = TINY_LIMIT if args.tiny else STEP_LIMITS[step]
+        floor = 120 if step == "pytest_gpu" else 30  # the tests run last; they get at least this much
+        limit = max(min(cap, deadline - time.monotonic()), floor)
+        started = time.monotonic()
+        if args.tiny and step in ("train_zero2", "train_zero3") and not report["environment"]["cuda"]:
+            result = {"status": "skipped", "reason": "skipped: no CUDA (DeepSpeed needs a GPU)"}
+        else:
+            result = _run_worker(step, args.tiny, limit, out, env)
+        result["seconds"] = time.monotonic() - started
+        report["steps"][step] = result
+        failures += result.get("status") == "failed"
+        print(summary_line(step, result), f"[{result['seconds']:.0f} s]", flush=True)
+        out.write_text(json.dumps(report, indent=2, default=str))
+    print(
+        f"gpu-check: {len(report['steps']) - failures} of {len(report['steps'])} steps ok; numbers in {out}"
+    )
+    return 1 if failures else 0
+
+
+def _run_worker(step: str, tiny: bool, limit: float, out: Path, env: dict[str, str]) -> dict[str, Any]:
+    """One step in a fresh process (own CUDA context, own distributed state, killable when it hangs)."""
+    with _temp_result(out, step) as result_path:
+        cmd = [sys.executable, __file__, "--worker", step, "--result", str(result_path)]
+        cmd += ["--tiny"] if tiny else []
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired as err:
+            tail = _text(err.stdout or b"")[-2000:] + _text(err.stderr or b"")[-2000:]
+            return {"status": "failed", "error": f"timed out after {limit:.0f} s", "log_tail": tail}
+        if result_path.is_file():
+            result = json.loads(result_path.read_text())
+        else:
+            result = {"status": "failed", "error": f"worker exited {proc.returncode} without a result"}
+    if result.get("status") == "failed":
+        result["log_tail"] = (proc.stdout + proc.stderr)[-4000:]
+    return result
+
+
+class _temp_result:
+    """A per-step result file next to the report, removed afterwards."""
+
+    def __init__(self, out: Path, step: str) -> None:
+        self.path = out.parent / f".{out.stem}.{step}.{os.getpid()}.json"
+
+    def __enter__(self) -> Path:
+        self.path.unlink(missing_ok=True)
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def worker(args: argparse.Namespace) -> int:
+    import traceback
+
+    import torch
+
+    torch.manual_seed(0)
+    if args.tiny:
+        torch.set_num_threads(1)
+    try:
+        cap = TINY_LIMIT if args.tiny else STEP_LIMITS[args.worker]
+        result = run_step(args.worker, args.tiny, cap - 10)
+    except Exception as err:
+        traceback.print_exc()
+        result = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]}
+    Path(args.result).write_text(json.dumps(result, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny sizes on CPU (CI); DeepSpeed steps are skipped"
+    )
+    parser.add_argument(
+        "--out", help="JSON report path (default $OUT/gpu-check.json or outputs/gpu-check.json)"
+    )
+    parser.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
+    parser.add_argument("--budget", type=float, default=290.0, help="seconds for all steps together (soft)")
+    parser.add_argument("--worker", choices=STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

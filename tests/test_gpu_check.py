@@ -1,0 +1,54 @@
+"""scripts/gpu-check.sh --tiny: every step runs (or is skipped for want of CUDA) and leaves its numbers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_writes_every_step_to_the_json(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "gpu-check.sh"), "--tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert report["mode"] == "tiny" and "mfu_formula" in report
+    steps = report["steps"]
+    assert set(steps) == {"train_ddp", "train_zero2", "train_zero3", "prefill", "pytest_gpu"}
+
+    train = steps["train_ddp"]
+    assert train["status"] == "ok" and train["steps"] == 6
+    assert train["tokens_per_s"] > 0 and train["model_flops_per_step"] > train["six_n_flops_per_step"] > 0
+    assert train["tokens_per_step"] == train["batch"] * train["seq_len"]
+
+    for name in ("train_zero2", "train_zero3"):
+        if report["environment"]["cuda"]:
+            assert steps[name]["status"] in ("ok", "skipped")
+        else:
+            assert steps[name] == {
+                "status": "skipped",
+                "reason": "skipped: no CUDA (DeepSpeed needs a GPU)",
+            } | {"seconds": steps[name]["seconds"]}
+
+    prefill = steps["prefill"]
+    assert prefill["status"] == "ok" and set(prefill["per_T"]) == {"1", "256"}
+    # the accounting's ratios: QueCC at full T costs more, the paper's 2N(Q+T) ratio is exactly (Q+256)/(Q+1)
+    q = prefill["text_tokens"]
+    assert prefill["flops_ratio_paper"] == pytest.approx((q + 256) / (q + 1))
+    assert 1 < prefill["flops_ratio_full"] < prefill["flops_ratio_paper"]
+    assert all(b["median_ms"] > 0 for row in prefill["per_T"].values() for b in row["latency"].values())
+
+    assert steps["pytest_gpu"]["status"] == "ok"
+    assert "skipped" in steps["pytest_gpu"]["summary"] or "passed" in steps["pytest_gpu"]["summary"]
+    assert "train_ddp" in proc.stdout and "prefill" in proc.stdout
