@@ -135,11 +135,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         record = {"status": "failed", "error": failure_record(error), **base, "logs": log_files(run_dir)}
         failure = error
     record.update({"wall_time_s": time.time() - started, "config": resolved})
+    if failure is not None:
+        keep_done_result(run_dir)
     write_result(run_dir, record)
     log.info("result (%s): %s", record["status"], run_dir / "result.json")
     if failure is not None and not _is_multirun():  # in a sweep, one failed point must not stop the rest
         raise failure
     return read_result(run_dir)  # what is on disk (NaN metrics become null), not what was in memory
+
+
+def keep_done_result(run_dir: Path) -> None:
+    """A failed attempt under a new config (say a missing eval benchmark) must not erase the folder's `done`
+    result of the old one: it moves to result-previous.json, out of the sweep table, still on disk."""
+    try:
+        previous = read_result(run_dir)
+    except ValueError:
+        return
+    if previous and previous.get("status") == "done":
+        os.replace(run_dir / "result.json", run_dir / "result-previous.json")
+        log.warning("kept the earlier done result as %s", run_dir / "result-previous.json")
 
 
 def log_files(run_dir: Path) -> dict[str, Any]:

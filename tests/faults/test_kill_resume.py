@@ -100,9 +100,9 @@ def test_kill_9_at_every_point_then_resume(tmp_path, cache_dir, reference):
 
 def test_sigterm_at_every_point_then_resume(tmp_path, cache_dir, reference):
     run_dir = tmp_path / "run"
-    code, out = attempt(run_dir, cache_dir, "step:5", "TERM")
+    code, out = attempt(run_dir, cache_dir, "step:2", "TERM")  # arrives in step 3: it ends, then it stops
     assert code == 143 and "SIGTERM: saved" in out, out
-    assert last_step(run_dir) == 5  # saved where it stopped
+    assert last_step(run_dir) == 3  # saved where it stopped, off the every-2-steps cadence
 
     code, out = attempt(run_dir, cache_dir, "checkpoint:6", "TERM")  # the save completes, then it stops
     assert code == 143 and last_step(run_dir) == 6, out

@@ -1,6 +1,7 @@
 """`vlmscale.train.run` end to end on the tiny VLM: result.json, stage hand-over, failures, and eval of the
 trained checkpoint on every benchmark format. In-process (Hydra compose) to skip interpreter start-ups."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -167,6 +168,41 @@ def test_resume_refuses_a_checkpoint_from_another_config(pretrained, cache, tmp_
     assert read_result(copy)["status"] == "failed"
     # starting over is one override away
     assert run(config(cache, copy, "stage=pretrain", "optim.lr=5e-3", "resume=never"))["status"] == "done"
+
+
+def _copy_run(run_dir, to):
+    import shutil
+
+    shutil.copytree(run_dir, to, ignore=shutil.ignore_patterns("eval"))
+    return to
+
+
+def test_changed_eval_settings_reevaluate_the_finished_checkpoint_without_retraining(
+    pretrained, cache, tmp_path
+):
+    run_dir, before = pretrained
+    copy = _copy_run(run_dir, tmp_path / "run")
+    after = run(config(cache, copy, "stage=pretrain", "eval.limit=4"))
+    assert after["status"] == "done" and after["steps"] == before["steps"]
+    assert after["training_hash"] == before["training_hash"] and after["config_hash"] != before["config_hash"]
+    assert after["logs"]["csv"] == ["logs/version_0/metrics.csv", "logs/version_1/metrics.csv"]
+    second = pd.read_csv(copy / "logs" / "version_1" / "metrics.csv")
+    assert "train/loss" not in second or second["train/loss"].isna().all(), "no training step ran"
+
+
+def test_a_run_short_of_its_step_count_is_not_done(cache, tmp_path):
+    with pytest.raises(RuntimeError, match="training stopped at step 0 of trainer.max_steps=4"):
+        run(config(cache, tmp_path, "+trainer.limit_train_batches=0"))
+    assert read_result(tmp_path)["status"] == "failed"
+
+
+def test_a_failed_rerun_keeps_the_done_result(pretrained, cache, tmp_path):
+    run_dir, before = pretrained
+    copy = _copy_run(run_dir, tmp_path / "run")
+    with pytest.raises(ValueError, match="eval.tasks: 'gqa' has no data"):
+        run(config(cache, copy, "stage=pretrain", "eval.tasks=[gqa]", f"eval.data_dir={tmp_path}"))
+    assert read_result(copy)["status"] == "failed"
+    assert json.loads((copy / "result-previous.json").read_text())["metrics"] == before["metrics"]
 
 
 def test_init_from_a_sharded_checkpoint_folder_says_how_to_convert(cache, tmp_path):
