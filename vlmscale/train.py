@@ -159,12 +159,12 @@ def keep_done_result(run_dir: Path) -> None:
 def log_files(run_dir: Path) -> dict[str, Any]:
     """Where the run's training curves are, relative to the run folder: one CSV per attempt (a resumed run
     adds a folder, it never overwrites one), and the W&B run id that every attempt logs to."""
-    from vlmscale.build import wandb_run_id
-
     logs: dict[str, Any] = {
         "csv": sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("logs/*/metrics.csv"))
     }
     if (run_dir / "wandb").is_dir():
+        from vlmscale.build import wandb_run_id
+
         logs["wandb"] = {"id": wandb_run_id(run_dir), "dir": "wandb"}
     return logs
 
