@@ -180,6 +180,19 @@ class _SacctNoise(logging.Filter):
         return "Bypassing sacct error" not in record.getMessage()
 
 
+def _point_of(rel: str, overrides: list[str]) -> dict[str, Any]:
+    """The grid point of an unlaunched entry: from its run folder, or (no folder: its config did not
+    compose) from its `llm=`, `visual_tokens=` and `seed=` overrides."""
+    if not rel.startswith("#"):
+        return parse_run_dir(rel)
+    point = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in ("llm", "visual_tokens", "seed"):
+            point[key] = int(value) if value.isdigit() else value
+    return point
+
+
 def sweep_table(sweep_dir: Path):
     """The sweep's table (`analysis.collect`) with the points that could not start as failed rows, and the
     list of unreadable result files."""
@@ -198,7 +211,7 @@ def sweep_table(sweep_dir: Path):
     rows = [
         {
             "status": "failed",
-            **parse_run_dir(rel),
+            **_point_of(rel, entry.get("overrides") or []),
             "path": rel,
             "error.type": entry["error"]["type"],
             "error.message": entry["error"]["message"],

@@ -24,7 +24,8 @@ def test_folder_blocked_by_a_file_is_named_with_the_fix(tmp_path):
 
 def _unlaunched(sweep, entries):
     record = {
-        rel: {"overrides": [], "error": {"type": "RuntimeError", "message": msg}} for rel, msg in entries
+        rel: {"overrides": rel.split()[1:], "error": {"type": "RuntimeError", "message": msg}}
+        for rel, msg in entries
     }
     (sweep / UNLAUNCHED_FILE).write_text(json.dumps(record))
 
@@ -32,15 +33,18 @@ def _unlaunched(sweep, entries):
 def test_unlaunched_points_become_failed_rows(tmp_path):
     write_result(tmp_path / "llm=a" / "T=4" / "seed=0", {"status": "done", "llm": "a", "visual_tokens": 4})
     (tmp_path / "llm=a" / "T=1" / "seed=0").mkdir(parents=True)  # no result.json: would be 'missing'
-    _unlaunched(tmp_path, [("llm=a/T=1/seed=0", "not writable"), ("#3 llm=nope", "no such config")])
+    _unlaunched(
+        tmp_path, [("llm=a/T=1/seed=0", "not writable"), ("#3 llm=nope visual_tokens=4", "no such config")]
+    )
     table, corrupt = sweep_table(tmp_path)
     assert corrupt == []
     rows = {row["path"]: row for _, row in table.iterrows()}
-    assert set(rows) == {"llm=a/T=4/seed=0", "llm=a/T=1/seed=0", "#3 llm=nope"}
+    assert set(rows) == {"llm=a/T=4/seed=0", "llm=a/T=1/seed=0", "#3 llm=nope visual_tokens=4"}
     assert rows["llm=a/T=4/seed=0"]["status"] == "done"
     assert rows["llm=a/T=1/seed=0"]["status"] == "failed" and rows["llm=a/T=1/seed=0"]["visual_tokens"] == 1
     assert rows["llm=a/T=1/seed=0"]["error.message"] == "not writable"
-    assert rows["#3 llm=nope"]["status"] == "failed"
+    unknown = rows["#3 llm=nope visual_tokens=4"]
+    assert unknown["status"] == "failed" and unknown["llm"] == "nope" and unknown["visual_tokens"] == 4
 
 
 def test_table_when_no_point_started(tmp_path):
