@@ -30,7 +30,7 @@ test-fast: install
 # Re-running it skips the points already done.
 demo: install
 	$(PY) -m vlmscale.train +sweep=tiny hydra.sweep.dir=$(DEMO_DIR)/sweep
-	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/reasoning --bootstrap 200 --out $(DEMO_DIR)/fit
+	$(PY) -m analysis demo $(DEMO_DIR)/sweep --categories reasoning,ocr --bootstrap 200 --out $(DEMO_DIR)/fit
 	@echo "results table: $(DEMO_DIR)/sweep/results.csv"
 	@echo "fit and plots: $(DEMO_DIR)/fit/ (scaling.png is the paper-style figure)"
 

@@ -1,10 +1,12 @@
-"""Command line: `python -m analysis {table,fit,frontier,compare} ...` (`--help` on each).
+"""Command line: `python -m analysis {table,fit,demo,frontier,compare} ...` (`--help` on each).
 
   table     sweep folder -> one row per point (CSV or Parquet)
   fit       fit a law to a table or sweep folder; writes DIR/fit.json and the plots
-  frontier  the compute-optimal (N, T) per inference-FLOPs budget from a fit.json
+  demo      one fit per task category (reasoning, ocr) of a sweep; DIR/<category>/fit.json and DIR/split.png
+  frontier  the compute-optimal (N, T) per inference-FLOPs budget from a fit.json (paper or full cost)
   compare   fit several laws to the same data and rank them
 
+This module parses arguments and prints; analysis/report.py writes the files, analysis/plots.py the figures.
 Bad input exits with status 2 and a one-line message naming the fix (no traceback).
 """
 
@@ -30,6 +32,8 @@ EXAMPLES = """examples:
   python -m analysis fit outputs/demo/sweep --y-col metrics.error/avg --out outputs/demo/fit
   python -m analysis fit sweeps/reference/li2024_reasoning.csv --y-col accuracy --accuracy --bootstrap 1000 --out out/ref
   python -m analysis frontier out/ref/fit.json --text-tokens 50 --budgets 1e2 1e3 1e4
+  python -m analysis demo outputs/demo/sweep --out outputs/demo/fit --bootstrap 200
+  python -m analysis frontier outputs/demo/fit/reasoning/fit.json --cost full
   python -m analysis compare sweeps/reference/li2024_reasoning.csv --y-col accuracy --accuracy --laws paper,additive
 """
 
@@ -77,6 +81,13 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="K point resamples for 95%% percentile intervals (default 0: Wald)",
     )
+    g.add_argument(
+        "--ci",
+        choices=("wald", "bootstrap", "profile"),
+        default="auto",
+        help="95%% intervals: wald, bootstrap (needs --bootstrap K) or profile (lmfit conf_interval, "
+        "profile likelihood); default: bootstrap with --bootstrap, else wald",
+    )
     g.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     g.add_argument(
         "--exclude-outliers",
@@ -97,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{table,fit,frontier,compare}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{table,fit,demo,frontier,compare}")
 
     p = sub.add_parser(
         "table",
@@ -135,6 +146,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
 
     p = sub.add_parser(
+        "demo",
+        help="one fit per task category (reasoning, ocr): the paper's split",
+        description="Fit the law to each category's error column (metrics.error/<category>) of a sweep, seeds "
+        "averaged per (N, T) point by default. Writes DIR/<category>/fit.json (the fit schema), the per-category "
+        "plots, DIR/split.png+pdf (the paper figure of all categories side by side), and prints alpha, beta, "
+        "the exponent ratio with its interval and the optimal T at Q per category. A category whose errors "
+        "hardly move (e.g. OCR at chance) is fitted but flagged with a warning.",
+    )
+    p.add_argument("data", help="sweep folder of result.json files (or a table with metrics.error/* columns)")
+    p.add_argument(
+        "--categories", default="reasoning,ocr", help="comma-separated categories (default reasoning,ocr)"
+    )
+    p.add_argument(
+        "--seeds",
+        choices=("mean", "all"),
+        default="mean",
+        help="mean: average the seeds of each (N, T) point before fitting (default); all: every run a point",
+    )
+    p.add_argument("--n-col", help="column with the LLM size N (default llm_params)")
+    p.add_argument("--t-col", help="column with the number of visual tokens T (default visual_tokens)")
+    p.add_argument("--law", default="paper", choices=sorted(LAWS), help="law to fit (default paper)")
+    _fit_args(p)
+    p.add_argument(
+        "--text-tokens", type=float, default=50.0, metavar="Q", help="Q for the optimal T (default 50)"
+    )
+    p.add_argument("--no-plots", action="store_true", help="fit.json files only")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+
+    p = sub.add_parser(
         "frontier",
         help="compute-optimal (N, T) per FLOPs budget from a fit.json",
         description="For each inference-FLOPs budget C = 2N(Q+T), the (N, T) minimising the fitted law's error "
@@ -160,6 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-range", type=float, nargs=2, metavar=("LO", "HI"), help="allowed T range")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the fit.json's folder)")
     p.add_argument("--no-plots", action="store_true", help="no iso-FLOP plot")
+    g = p.add_argument_group(
+        "cost (--cost full: 2N(Q+T+q) + F + pT; sizes from the fit.json's cost_accounting, which a fit of a "
+        "sweep folder records from the runs' flops_breakdown, each overridable here, in units of 2N(Q+T))"
+    )
+    g.add_argument(
+        "--cost",
+        choices=("paper", "full"),
+        default="paper",
+        help="paper: 2N(Q+T); full: also the vision tower, compressor + projector MLP and the QueCC query pass, "
+        "with both optima per budget side by side (default paper)",
+    )
+    g.add_argument("--tower-flops", type=float, metavar="F", help="vision tower FLOPs per image")
+    g.add_argument(
+        "--compressor-flops", type=float, metavar="F", help="compressor FLOPs per image (fixed part)"
+    )
+    g.add_argument("--per-token-flops", type=float, metavar="P", help="connector FLOPs per visual token")
+    g.add_argument(
+        "--query-tokens", type=float, metavar="q", help="tokens of the separate query pass (0: prefix mode)"
+    )
 
     p = sub.add_parser(
         "compare",
@@ -195,6 +254,7 @@ def _options(args) -> FitOptions:
         n_starts=args.starts,
         bootstrap=args.bootstrap,
         seed=args.seed,
+        ci=args.ci,
         exclude_outliers=args.exclude_outliers,
         progress=not args.no_progress,
     )
@@ -224,7 +284,15 @@ def _load_points(args):
         )
     if "acc" in data.y_col.lower() and not args.accuracy:
         _warn(f"'{data.y_col}' looks like an accuracy: add --accuracy to fit the error 1 - {data.y_col}")
-    return data
+    return table, data
+
+
+def _accounting(table, data):
+    """The runs' costs beyond 2N(Q+T) (None for a table without flops_breakdown columns)."""
+    from analysis.costs import accounting_from_table
+
+    done = table[table["status"].astype(str) == "done"] if "status" in table.columns else table
+    return accounting_from_table(done, data.N) if len(done) == data.n else None
 
 
 def cmd_table(args) -> int:
@@ -241,34 +309,75 @@ def cmd_table(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    from analysis import report
     from analysis.fit import fit_law
     from analysis.frontier import FrontierSpec
     from analysis.laws import get_law
-    from analysis.report import fit_summary
 
     law = get_law(args.law)
     if args.text_tokens < 0:
         raise AnalysisInputError(f"--text-tokens must be >= 0 (got {args.text_tokens})")
     out = Path(args.out)
-    data = _load_points(args)
+    table, data = _load_points(args)
     fit = fit_law(data, law, _options(args), text_tokens=args.text_tokens)
     record = fit.to_dict()
     record["source"] = str(args.data)
+    accounting = _accounting(table, data)
+    if accounting is not None:
+        record["cost_accounting"] = accounting
     spec = FrontierSpec.from_fit(record)
     record["T_closed_form"] = spec.closed_form_t()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fit.json").write_text(json.dumps(record, indent=2) + "\n")
+    written = report.write_fit(record, out)
     for w in fit.warnings:
         _warn(w)
-    print(fit_summary(fit))
-    written = [out / "fit.json"]
+    print(report.fit_summary(fit))
     if not args.no_plots:
         written += _fit_plots(fit, data, spec, law, out)
-    print(
-        f"wrote {', '.join(str(p) for p in written if p.suffix != '.pdf')} (+ PDFs)"
-        if not args.no_plots
-        else f"wrote {written[0]}"
+    _print_written(written)
+    return 0
+
+
+def _print_written(paths) -> None:
+    shown = [str(p) for p in paths if Path(p).suffix != ".pdf"]
+    pdfs = " (+ PDFs)" if any(Path(p).suffix == ".pdf" for p in paths) else ""
+    print(f"wrote {', '.join(shown)}{pdfs}")
+
+
+def cmd_demo(args) -> int:
+    from analysis import plots, report
+    from analysis.categories import fit_categories
+    from analysis.laws import get_law
+
+    law = get_law(args.law)
+    if args.text_tokens < 0:
+        raise AnalysisInputError(f"--text-tokens must be >= 0 (got {args.text_tokens})")
+    table, collected = read_table(args.data)
+    if collected is not None:
+        for path, reason in collected.corrupt:
+            _warn(f"skipped unreadable {path}: {reason}")
+    categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+    fits = fit_categories(
+        table, categories, law, _options(args), args.text_tokens, args.seeds, args.n_col, args.t_col
     )
+    out = Path(args.out)
+    written = []
+    for cat, cf in fits.items():
+        cf.record["source"] = str(args.data)
+        written += report.write_fit(cf.record, out / cat)
+        for w in cf.fit.warnings:
+            _warn(f"[{cat}] {w}")
+        print(f"== {cat} ==\n{report.fit_summary(cf.fit)}\n")
+        if not args.no_plots:
+            written += _fit_plots(cf.fit, cf.data, cf.spec, law, out / cat)
+    if not args.no_plots:
+        panels = [
+            (f"{cat} (flat: exponents meaningless)" if cf.flat else cat, cf.fit, cf.data, cf.spec)
+            for cat, cf in fits.items()
+        ]
+        written += plots.split_figure(panels, out)
+    _print_written(written)
+    results = {cat: {"fit": cf.fit, "record": cf.record, "flat": cf.flat} for cat, cf in fits.items()}
+    print(report.category_summary(results, args.text_tokens))
     return 0
 
 
@@ -284,8 +393,9 @@ def _fit_plots(fit, data, spec, law, out: Path) -> list[Path]:
 
 
 def cmd_frontier(args) -> int:
-    from analysis.frontier import FrontierSpec
-    from analysis.report import frontier_table
+    from analysis import report
+    from analysis.costs import cost_model
+    from analysis.frontier import FrontierSpec, frontier_both_costs
 
     path = Path(args.fit_json)
     if not path.is_file():
@@ -301,18 +411,7 @@ def cmd_frontier(args) -> int:
     spec = FrontierSpec.from_fit(record, args.text_tokens, args.n_range, args.t_range)
     if args.n_budgets < 1:
         raise AnalysisInputError("--n-budgets must be >= 1")
-    budgets = args.budgets if args.budgets else spec.default_budgets(args.n_budgets)
-    table = spec.frontier(budgets)
-    print(frontier_table(table))
-    n_bad = int((table["binding"] == "infeasible").sum())
-    if n_bad:
-        _warn(
-            f"{n_bad} budgets cannot be met inside the N and T ranges (rows marked infeasible): widen --n-range/--t-range"
-        )
     out = Path(args.out) if args.out else path.parent
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"frontier_Q{spec.text_tokens:g}"
-    table.to_csv(out / f"{stem}.csv", index=False)
     meta = {
         "law": spec.law.name,
         "params": spec.params,
@@ -320,19 +419,46 @@ def cmd_frontier(args) -> int:
         "n_range": list(spec.n_range),
         "t_range": list(spec.t_range),
         "T_closed_form": spec.closed_form_t(),
-        "rows": json.loads(table.to_json(orient="records")),
+        "cost": args.cost,
     }
-    (out / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    written = [out / f"{stem}.csv", out / f"{stem}.json"]
+    if args.cost == "full":
+        full = cost_model(
+            "full", spec.text_tokens, record.get("cost_accounting"), args.tower_flops, args.compressor_flops,
+            args.per_token_flops, args.query_tokens,
+        )  # fmt: skip
+        budgets = args.budgets if args.budgets else spec.with_cost(full).default_budgets(args.n_budgets)
+        table = frontier_both_costs(spec, full, budgets)
+        print(report.frontier_costs_table(table, spec.cost.formula(), full.formula()))
+        n_bad = int((table["binding_full"] == "infeasible").sum())
+        meta["full_cost"] = {k: getattr(full, k) for k in ("fixed", "per_visual_token", "query_tokens")}
+        meta["T_closed_form_full"] = spec.with_cost(full).closed_form_t()
+        stem = f"frontier_Q{spec.text_tokens:g}_full"
+    else:
+        budgets = args.budgets if args.budgets else spec.default_budgets(args.n_budgets)
+        table = spec.frontier(budgets)
+        print(report.frontier_table(table))
+        n_bad = int((table["binding"] == "infeasible").sum())
+        stem = f"frontier_Q{spec.text_tokens:g}"
+    if n_bad:
+        _warn(
+            f"{n_bad} budgets cannot be met inside the N and T ranges (rows marked infeasible): widen --n-range/--t-range"
+        )
+    written = report.write_frontier(table, meta, out, stem)
     if not args.no_plots:
         from analysis import plots
 
         written += plots.isoflop_plot(spec, out, stem=f"isoflop_Q{spec.text_tokens:g}")
+        if args.cost == "full":
+            n_col = record.get("data", {}).get("n_col", "N")
+            written += plots.frontier_costs_plot(
+                table, out, stem=f"frontier_costs_Q{spec.text_tokens:g}", n_col=n_col
+            )
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
 def cmd_compare(args) -> int:
+    from analysis import report
     from analysis.fit import fit_law
     from analysis.laws import get_law
     from analysis.report import compare_frame, compare_strings
@@ -341,7 +467,7 @@ def cmd_compare(args) -> int:
     if not names:
         raise AnalysisInputError("--laws is empty: name at least one law, e.g. --laws paper,additive")
     laws = [get_law(n) for n in names]
-    data = _load_points(args)
+    _, data = _load_points(args)
     opts = _options(args)
     fits, skipped = {}, {}
     for law in laws:
@@ -367,33 +493,19 @@ def cmd_compare(args) -> int:
         from analysis import plots
 
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "compare.csv", index=False)
-        (out / "compare.md").write_text(_markdown(shown) + "\n")
-        (out / "compare.json").write_text(
-            json.dumps(
-                {
-                    "rank_by": args.rank_by,
-                    "skipped": skipped,
-                    "fits": {k: f.to_dict() for k, f in fits.items()},
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        report.write_compare(frame, shown, fits, {"rank_by": args.rank_by, "skipped": skipped}, out)
         plots.compare_table(shown, out)
         print(f"wrote {out / 'compare.csv'}, compare.md, compare.json, compare.png/.pdf")
     return 0
 
 
-def _markdown(frame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |"
-    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)]
-    return "\n".join([head, sep, *rows])
-
-
-COMMANDS = {"table": cmd_table, "fit": cmd_fit, "frontier": cmd_frontier, "compare": cmd_compare}
+COMMANDS = {
+    "table": cmd_table,
+    "fit": cmd_fit,
+    "demo": cmd_demo,
+    "frontier": cmd_frontier,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,19 +10,16 @@ by path and skipped (counted), never fatal. Tables (CSV or Parquet) are read bac
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.errors import AnalysisInputError
+from vlmscale.contract import RESULT_FILE, parse_run_dir
 
-RESULT_NAME = "result.json"
 #: Left out of the table unless asked for: the resolved config is large and the traceback is multi-line.
 _BULKY = ("config", "error.traceback")
-#: Folder-name keys of a grid point and the result.json field each one stands for.
-_PATH_KEYS = {"llm": "llm", "T": "visual_tokens", "seed": "seed"}
 _SORT_KEYS = ("llm_params", "visual_tokens", "seed", "path")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -63,22 +60,6 @@ def flatten(obj: dict, prefix: str = "", skip: tuple[str, ...] = ()) -> dict:
         else:
             flat[name] = value
     return flat
-
-
-def _point_from_path(rel: Path) -> dict:
-    """`llm=a/T=4/seed=0` -> {"llm": "a", "visual_tokens": 4, "seed": 0} (unknown keys kept as they are)."""
-    point: dict = {}
-    for part in rel.parts:
-        match = re.fullmatch(r"([^=]+)=(.*)", part)
-        if not match:
-            continue
-        key, value = match.groups()
-        key = _PATH_KEYS.get(key, key)
-        try:
-            point[key] = int(value)
-        except ValueError:
-            point[key] = value
-    return point
 
 
 def _is_hidden(rel: Path) -> bool:
@@ -125,7 +106,7 @@ def collect_sweep(root: str | Path, include_config: bool = False) -> Collected:
     rows: list[dict] = []
     corrupt: list[tuple[str, str]] = []
     run_dirs: set[Path] = set()
-    for path in sorted(root.rglob(RESULT_NAME)):
+    for path in sorted(root.rglob(RESULT_FILE)):
         rel = path.relative_to(root)
         if _is_hidden(rel) or not path.is_file():
             continue
@@ -141,10 +122,10 @@ def collect_sweep(root: str | Path, include_config: bool = False) -> Collected:
     for run_dir in sorted(root.rglob("seed=*")):
         rel = run_dir.relative_to(root)
         if run_dir.is_dir() and run_dir not in run_dirs and not _is_hidden(rel):
-            rows.append({"status": "missing", **_point_from_path(rel), "path": str(rel)})
+            rows.append({"status": "missing", **parse_run_dir(rel), "path": str(rel)})
     if not rows and not corrupt:
         raise AnalysisInputError(
-            f"no {RESULT_NAME} under {root}: the sweep folder is empty. Run the sweep first "
+            f"no {RESULT_FILE} under {root}: the sweep folder is empty. Run the sweep first "
             "(python -m vlmscale.train +sweep=tiny hydra.sweep.dir=...) or point at the folder it wrote"
         )
     table = pd.DataFrame(rows)

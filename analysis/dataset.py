@@ -144,6 +144,19 @@ def prepare(
     return FitData(N, T, y, labels, n_col, t_col, y_col, accuracy, left_out)
 
 
+def average_seeds(data: FitData) -> FitData:
+    """One point per (N, T): the mean error over the seeds (rows named `N=..,T=.. (k seeds)`)."""
+    keys = np.stack([data.N, data.T], axis=1)
+    uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    y = np.bincount(inverse, weights=data.y) / counts
+    rows = np.array([f"N={n:g},T={t:g} ({c} seeds)" for (n, t), c in zip(uniq, counts)])
+    return FitData(
+        uniq[:, 0].copy(), uniq[:, 1].copy(), y, rows, data.n_col, data.t_col, data.y_col, data.accuracy,
+        dict(data.left_out),
+    )  # fmt: skip
+
+
 def validate_for_law(data: FitData, law: Law, log_space: bool = False) -> None:
     """Checks that depend on the law: enough points, at least two N and two T values, sign of y."""
     need = law.n_params + 1

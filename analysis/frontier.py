@@ -1,10 +1,11 @@
 """The inference-compute-optimal (N, T): for each FLOPs budget, the pair minimising the predicted error.
 
-Inference FLOPs = 2 N (Q + T) with Q text tokens. For a budget C, N = C / (2 (Q + T)), so the search is over
-T alone, inside the T range and where the implied N lies in the N range (default: the data's T range, N from
-the smallest fitted N up to 4x the largest). A dense log grid over T, refined by a bounded scalar minimiser.
-Where the law has a closed form (the `paper` law with alpha > beta: T* = beta Q / (alpha - beta), N free) it
-is reported alongside.
+Inference FLOPs by a cost model (analysis/costs.py): the paper's 2 N (Q + T) with Q text tokens, or the full
+count 2N(Q+T+q) + F + pT. For a budget C the cost fixes N given T, so the search is over T alone, inside the T
+range and where the implied N lies in the N range (default: the data's T range, N from the smallest fitted N
+up to 4x the largest). A dense log grid over T, refined by a bounded scalar minimiser. Where the law has a
+closed form (the `paper` law with alpha > beta: T* = beta (Q + q) / (alpha - beta), N free, p = 0) it is
+reported alongside.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from analysis.costs import CostModel
 from analysis.errors import AnalysisInputError
 from analysis.laws import Law, get_law
 
@@ -34,6 +36,14 @@ class FrontierSpec:
     text_tokens: float
     n_range: tuple[float, float]
     t_range: tuple[float, float]
+    cost: CostModel | None = None  # None: the paper's 2N(Q+T) with `text_tokens`
+
+    def __post_init__(self) -> None:
+        if self.cost is None:
+            self.cost = CostModel(self.text_tokens)
+
+    def with_cost(self, cost: CostModel) -> FrontierSpec:
+        return FrontierSpec(self.law, self.params, cost.text_tokens, self.n_range, self.t_range, cost)
 
     @classmethod
     def from_fit(
@@ -71,9 +81,10 @@ class FrontierSpec:
         return self.law.predict(self.params, N, T)
 
     def closed_form_t(self) -> float | None:
-        if self.law.closed_form_t is None:
+        """T* with N free; the query pass adds to Q, the fixed cost leaves it alone, a per-token cost breaks it."""
+        if self.law.closed_form_t is None or self.cost.per_visual_token > 0:
             return None
-        return self.law.closed_form_t(self.params, self.text_tokens)
+        return self.law.closed_form_t(self.params, self.text_tokens + self.cost.query_tokens)
 
     def default_budgets(self, k: int = 8) -> np.ndarray:
         """Budgets where the optimum can be interior in N: 2 N (Q + T_ref) for N across the N range.
@@ -85,15 +96,14 @@ class FrontierSpec:
         if t_ref is None:
             t_ref = float(np.sqrt(self.t_range[0] * self.t_range[1]))
         t_ref = float(np.clip(t_ref, *self.t_range))
-        lo, hi = inference_flops(np.array(self.n_range), t_ref, self.text_tokens)
+        lo, hi = self.cost.flops(np.array(self.n_range), t_ref)
         return np.geomspace(lo, hi, k) if hi > lo else np.array([lo])
 
     def optimum(self, budget: float) -> dict:
         """The (N, T) minimising predicted error at inference FLOPs == budget, with which bound binds."""
-        Q = self.text_tokens
         (n_lo, n_hi), (t_lo, t_hi) = self.n_range, self.t_range
-        lo = max(t_lo, budget / (2 * n_hi) - Q)
-        hi = min(t_hi, budget / (2 * n_lo) - Q)
+        t_first, t_last = self.cost.t_range_for(budget, self.n_range)
+        lo, hi = max(t_lo, t_first), min(t_hi, t_last)
         row = {
             "budget": float(budget),
             "N_opt": np.nan,
@@ -108,7 +118,7 @@ class FrontierSpec:
 
         def err_at(logt):
             t = np.exp(logt)
-            return self.predict(budget / (2 * (Q + t)), t)
+            return self.predict(self.cost.llm_size(budget, t), t)
 
         grid = np.linspace(np.log(lo), np.log(hi), _GRID)
         errs = err_at(grid)
@@ -122,7 +132,7 @@ class FrontierSpec:
             if res.success and res.fun <= best_err:
                 best_logt, best_err = float(res.x), float(res.fun)
         t = float(np.exp(best_logt))
-        n = budget / (2 * (Q + t))
+        n = float(self.cost.llm_size(budget, t))
         binding = None
         if np.isclose(t, t_lo, rtol=1e-6):
             binding = "T_min"
@@ -143,4 +153,25 @@ class FrontierSpec:
         t_star = self.closed_form_t()
         table["T_closed_form"] = np.nan if t_star is None else t_star
         table["text_tokens"] = self.text_tokens
+        table["cost"] = self.cost.name
         return table
+
+
+def frontier_both_costs(spec: FrontierSpec, full: CostModel, budgets=None) -> pd.DataFrame:
+    """Per budget of real FLOPs: the optimum under the paper's count and under the full count, side by side.
+
+    `paper_choice_full_flops` is what the paper count's choice really costs: above the budget when the
+    tower, connector and query pass are not free.
+    """
+    real = spec.with_cost(full)
+    budgets = real.default_budgets() if budgets is None else np.asarray(budgets, dtype=float)
+    paper, counted = spec.frontier(budgets), real.frontier(budgets)
+    out = pd.DataFrame({"budget": paper["budget"]})
+    for tag, table in (("paper", paper), ("full", counted)):
+        for col in ("N_opt", "T_opt", "error_pred", "binding"):
+            out[f"{col}_{tag}"] = table[col]
+    out["paper_choice_full_flops"] = full.flops(paper["N_opt"], paper["T_opt"])
+    out["T_closed_form_paper"] = paper["T_closed_form"]
+    out["T_closed_form_full"] = counted["T_closed_form"]
+    out["text_tokens"] = spec.text_tokens
+    return out

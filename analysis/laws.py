@@ -34,7 +34,9 @@ class Law:
     func:      (N, T, *params) -> predicted y, numpy-broadcasting (params may be column vectors).
     bounds:    (N, T, y) -> [(lo, hi)] per parameter, for the data being fitted.
     starts:    (N, T, y) -> array [k, n_params] of starting points for the multi-start fit.
-    exponents: names of the exponent of N and of T; their ratio is reported as `alpha/beta`.
+    exponents: names of the exponent of N and of T; their ratio is reported under `ratio_name`.
+    ratio_name: the name of that ratio in reports (default "<exp N>/<exp T>"); laws whose exponents mean
+               something else than the paper's name theirs apart, so "alpha/beta" is always the paper's ratio.
     floor:     name of the irreducible-error parameter (profiled by the D-profile), if any.
     closed_form_t: (params dict, Q) -> compute-optimal T with N free, or None where there is none.
     jac:       (N, T, *params) -> one array d y / d param per parameter (optional: finite differences without).
@@ -51,10 +53,25 @@ class Law:
     floor: str | None = None
     closed_form_t: Callable[[dict, float], float | None] | None = None
     jac: Callable[..., tuple] | None = None
+    ratio_name: str | None = None
+
+    @property
+    def ratio(self) -> str | None:
+        """Name of the exponent ratio (None for a law without two exponents)."""
+        if self.exponents is None:
+            return None
+        return self.ratio_name or f"{self.exponents[0]}/{self.exponents[1]}"
 
     @property
     def n_params(self) -> int:
         return len(self.params)
+
+    def derived(self, values: dict) -> dict[str, float]:
+        """{ratio name: exponent of N / exponent of T} ({} for a law without two exponents)."""
+        if self.exponents is None:
+            return {}
+        a, b = (values[e] for e in self.exponents)
+        return {self.ratio: a / b if b > 0 else float("inf")}
 
     def predict(self, params: dict | np.ndarray, N, T) -> np.ndarray:
         """Predicted y at (N, T) for a parameter dict (or array in `self.params` order)."""
@@ -156,6 +173,8 @@ ADDITIVE = Law(
     exponents=("alpha", "beta"),
     floor="E",
     jac=_additive_jac,
+    # Not the paper's trade-off: here each exponent acts on its own term, so the ratio gets its own name.
+    ratio_name="alpha_N/beta_T",
 )
 
 

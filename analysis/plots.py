@@ -40,6 +40,8 @@ STYLE = {
     "pdf.fonttype": 42,
 }
 _GREEK = {"alpha": r"\alpha", "beta": r"\beta"}
+#: y span (each side) shown for data whose errors hardly move, so the axis does not zoom into noise.
+FLAT_YSPAN = 0.05
 
 
 def _cmap(name: str, lo: float = 0.0, hi: float = 0.85):
@@ -67,7 +69,8 @@ def fmt_size(x: float, col: str = "") -> str:
 def _sym(name: str) -> str:
     if "/" in name:
         return "/".join(_sym(n) for n in name.split("/"))
-    return _GREEK.get(name, name)
+    base, _, sub = name.partition("_")
+    return _GREEK.get(base, base) + (f"_{{{sub}}}" if sub else "")
 
 
 def _param_label(name: str, value: float, lo, hi, digits: int = 3) -> str:
@@ -111,98 +114,120 @@ def paper_figure(
 ) -> list[Path]:
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(7.4, 5.0))
-        ax = fig.add_subplot()
-        Q = spec.text_tokens
-        n_values = np.unique(data.N)
-        t_min, t_max = float(data.T.min()), float(data.T.max())
-        cmap, norm = _cmap("plasma", 0.0, 0.82), _norm(n_values)
-        # Fitted curve of each N across the T range, then the measured points on top.
-        t_dense = np.geomspace(t_min, t_max, 200)
-        for n in n_values:
-            ax.plot(
-                inference_flops(n, t_dense, Q),
-                spec.predict(n, t_dense),
-                color=cmap(norm(n)),
-                lw=1.6,
-                alpha=0.9,
-                zorder=2,
-            )
-        ax.scatter(
-            inference_flops(data.N, data.T, Q), data.y, s=_t_sizes(data.T, t_min, t_max), c=cmap(norm(data.N)),
-            edgecolors="0.15", linewidths=0.5, zorder=3,
-        )  # fmt: skip
-        # Pareto line: the compute-optimal error across the plotted budgets.
-        x_all = inference_flops(data.N, data.T, Q)
-        budgets = np.geomspace(x_all.min(), x_all.max(), 160)
-        front = spec.frontier(budgets)
-        front = front[front["binding"] != "infeasible"]
-        n_top = float(data.N.max())
-        inside = front["N_opt"] <= n_top * (1 + 1e-9)
-        (pareto,) = ax.plot(
-            front["budget"].where(inside),
-            front["error_pred"].where(inside),
-            color="black",
-            ls="--",
-            lw=1.6,
-            zorder=4,
-        )
-        beyond = None
-        if (~inside).any():
-            # Continue the line where the optimum needs a larger LLM than any measured one (an extrapolation).
-            first = max(int(np.argmax(~inside.to_numpy())) - 1, 0)
-            tail = front.iloc[first:]
-            (beyond,) = ax.plot(tail["budget"], tail["error_pred"], color="0.35", ls=":", lw=1.6, zorder=4)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"inference FLOPs  $2N(Q+T)$,  Q = {Q:g} text tokens")
-        ax.set_ylabel(_y_label(data))
-        ax.set_title(f"{fit.law} law: {spec.law.latex}", loc="left")
-        # Legends: the fitted exponents (with 95% intervals) + Pareto line, and marker size per T.
-        handles = []
-        names = list(spec.law.exponents or ()) + list(fit.derived)
-        for name in names:
-            est = fit.params.get(name)
-            if est is not None:
-                label = _param_label(name, est.value, est.ci_low, est.ci_high)
-            else:
-                d = fit.derived[name]
-                label = _param_label(name, d["value"], d["ci_low"], d["ci_high"])
-            handles.append(Line2D([], [], ls="none", label=label))
-        pareto.set_label("compute-optimal frontier")
-        handles.append(pareto)
-        if beyond is not None:
-            beyond.set_label(f"extrapolated, N > {fmt_size(n_top, data.n_col)}")
-            handles.append(beyond)
-        method = "bootstrap" if fit.bootstrap else "Wald"
-        leg1 = ax.legend(
-            handles=handles,
-            loc="upper right",
-            title=f"fit, 95% {method} CI",
-            handlelength=1.6,
-            frameon=True,
-            framealpha=0.9,
-        )
-        ax.add_artist(leg1)
-        t_values = np.unique(data.T)
-        if len(t_values) > 8:
-            t_values = t_values[np.unique(np.linspace(0, len(t_values) - 1, 8).round().astype(int))]
-        size_handles = [
-            ax.scatter([], [], s=float(_t_sizes(np.array([t]), t_min, t_max)[0]), color="0.6", edgecolors="0.15", linewidths=0.5, label=f"{t:g}")
-            for t in t_values
-        ]  # fmt: skip
-        ax.legend(
-            handles=size_handles,
-            loc="lower left",
-            title="visual tokens T",
-            ncol=2 if len(t_values) > 4 else 1,
-            framealpha=0.9,
-        )
-        sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-        cbar = fig.colorbar(sm, ax=ax, pad=0.02)
-        cbar.set_label(f"LLM parameters N  ({data.n_col})")
-        cbar.set_ticks(n_values if len(n_values) <= 10 else n_values[:: int(np.ceil(len(n_values) / 10))])
-        cbar.set_ticklabels([fmt_size(v, data.n_col) for v in cbar.get_ticks()])
-        cbar.ax.minorticks_off()
+        _scaling_axes(fig, fig.add_subplot(), fit, data, spec, f"{fit.law} law: {spec.law.latex}")
         return save(fig, out_dir, stem)
+
+
+def split_figure(
+    panels: list[tuple[str, FitResult, FitData, FrontierSpec]], out_dir, stem: str = "split"
+) -> list[Path]:
+    """The paper figure of several categories side by side (one panel each, titled by category)."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(7.4 * len(panels), 5.0))
+        axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        for ax, (title, fit, data, spec) in zip(axes, panels):
+            _scaling_axes(fig, ax, fit, data, spec, f"{title}: {spec.law.latex}")
+        return save(fig, out_dir, stem)
+
+
+def _scaling_axes(fig: Figure, ax, fit: FitResult, data: FitData, spec: FrontierSpec, title: str) -> None:
+    """Error vs inference FLOPs: points coloured by N and sized by T, fitted curves, compute-optimal line."""
+    Q = spec.text_tokens
+    n_values = np.unique(data.N)
+    t_min, t_max = float(data.T.min()), float(data.T.max())
+    cmap, norm = _cmap("plasma", 0.0, 0.82), _norm(n_values)
+    # Fitted curve of each N across the T range, then the measured points on top.
+    t_dense = np.geomspace(t_min, t_max, 200)
+    for n in n_values:
+        ax.plot(
+            inference_flops(n, t_dense, Q),
+            spec.predict(n, t_dense),
+            color=cmap(norm(n)),
+            lw=1.6,
+            alpha=0.9,
+            zorder=2,
+        )
+    ax.scatter(
+        inference_flops(data.N, data.T, Q), data.y, s=_t_sizes(data.T, t_min, t_max), c=cmap(norm(data.N)),
+        edgecolors="0.15", linewidths=0.5, zorder=3,
+    )  # fmt: skip
+    # Pareto line: the compute-optimal error across the plotted budgets.
+    x_all = inference_flops(data.N, data.T, Q)
+    budgets = np.geomspace(x_all.min(), x_all.max(), 160)
+    front = spec.frontier(budgets)
+    front = front[front["binding"] != "infeasible"]
+    n_top = float(data.N.max())
+    inside = front["N_opt"] <= n_top * (1 + 1e-9)
+    (pareto,) = ax.plot(
+        front["budget"].where(inside),
+        front["error_pred"].where(inside),
+        color="black",
+        ls="--",
+        lw=1.6,
+        zorder=4,
+    )
+    beyond = None
+    if (~inside).any():
+        # Continue the line where the optimum needs a larger LLM than any measured one (an extrapolation).
+        first = max(int(np.argmax(~inside.to_numpy())) - 1, 0)
+        tail = front.iloc[first:]
+        (beyond,) = ax.plot(tail["budget"], tail["error_pred"], color="0.35", ls=":", lw=1.6, zorder=4)
+    ax.set_xscale("log")
+    mid, spread = float(data.y.mean()), float(np.ptp(data.y))
+    if spread < FLAT_YSPAN:  # a flat category: show it flat instead of zooming into noise
+        ax.set_ylim(mid - FLAT_YSPAN, mid + FLAT_YSPAN)
+        ax.yaxis.get_major_formatter().set_useOffset(False)
+    ax.set_xlabel(f"inference FLOPs  $2N(Q+T)$,  Q = {Q:g} text tokens")
+    ax.set_ylabel(_y_label(data))
+    ax.set_title(title, loc="left")
+    # Legends: the fitted exponents (with 95% intervals) + Pareto line, and marker size per T.
+    handles = []
+    names = list(spec.law.exponents or ()) + list(fit.derived)
+    for name in names:
+        est = fit.params.get(name)
+        if est is not None:
+            label = _param_label(name, est.value, est.ci_low, est.ci_high)
+        else:
+            d = fit.derived[name]
+            label = _param_label(name, d["value"], d["ci_low"], d["ci_high"])
+        handles.append(Line2D([], [], ls="none", label=label))
+    pareto.set_label("compute-optimal frontier")
+    handles.append(pareto)
+    if beyond is not None:
+        beyond.set_label(f"extrapolated, N > {fmt_size(n_top, data.n_col)}")
+        handles.append(beyond)
+    method = {"wald": "Wald", "bootstrap": "bootstrap", "profile": "profile"}.get(
+        fit.ci_method, fit.ci_method
+    )
+    leg1 = ax.legend(
+        handles=handles,
+        loc="upper right",
+        title=f"fit, 95% {method} CI",
+        handlelength=1.6,
+        frameon=True,
+        framealpha=0.9,
+    )
+    ax.add_artist(leg1)
+    t_values = np.unique(data.T)
+    if len(t_values) > 8:
+        t_values = t_values[np.unique(np.linspace(0, len(t_values) - 1, 8).round().astype(int))]
+    size_handles = [
+        ax.scatter([], [], s=float(_t_sizes(np.array([t]), t_min, t_max)[0]), color="0.6", edgecolors="0.15", linewidths=0.5, label=f"{t:g}")
+        for t in t_values
+    ]  # fmt: skip
+    ax.legend(
+        handles=size_handles,
+        loc="lower left",
+        title="visual tokens T",
+        ncol=2 if len(t_values) > 4 else 1,
+        framealpha=0.9,
+    )
+    sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+    cbar = fig.colorbar(sm, ax=ax, pad=0.02)
+    cbar.set_label(f"LLM parameters N  ({data.n_col})")
+    cbar.set_ticks(n_values if len(n_values) <= 10 else n_values[:: int(np.ceil(len(n_values) / 10))])
+    cbar.set_ticklabels([fmt_size(v, data.n_col) for v in cbar.get_ticks()])
+    cbar.ax.minorticks_off()
 
 
 # ------------------------------------------------------------------------------------------------ residuals
@@ -306,12 +331,13 @@ def isoflop_plot(
 def d_profile_plot(
     fit: FitResult, law_floor: str, exponents: tuple[str, str], out_dir, stem: str = "d_profile"
 ) -> list[Path]:
+    """`exponents`: the law's exponent names; the ratio is read under the fit's `ratio_name`."""
     prof = fit.d_profile or []
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(11.0, 3.4))
         axes = fig.subplots(1, 3)
         d = np.array([row[law_floor] for row in prof])
-        ratio_name = f"{exponents[0]}/{exponents[1]}"
+        ratio_name = fit.ratio_name or f"{exponents[0]}/{exponents[1]}"
         a, b = exponents
         axes[0].plot(d, [row[a] for row in prof], "o-", ms=3, label=f"${_sym(a)}$", color="C3")
         axes[0].plot(d, [row[b] for row in prof], "s-", ms=3, label=f"${_sym(b)}$", color="C0")
@@ -355,4 +381,35 @@ def compare_table(table, out_dir, stem: str = "compare") -> list[Path]:
             elif r == 1:
                 cell.set_facecolor("#e8f4e8")
         ax.set_title("scaling-law comparison (best first)", loc="left")
+        return save(fig, out_dir, stem)
+
+
+# ---------------------------------------------------------------------------------------- frontier by cost
+def frontier_costs_plot(table, out_dir, stem: str = "frontier_costs", n_col: str = "N") -> list[Path]:
+    """Optimal T and N per budget of real FLOPs, under the paper's count and under the full count."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(10.5, 3.9))
+        axes = fig.subplots(1, 2)
+        styles = {"paper": dict(color="C0", ls="--", label="paper count 2N(Q+T)"),
+                  "full": dict(color="C3", ls="-", label="full count (tower, connector, query pass)")}  # fmt: skip
+        for tag, style in styles.items():
+            bound = table[f"binding_{tag}"].notna().to_numpy()
+            for ax, col in ((axes[0], f"T_opt_{tag}"), (axes[1], f"N_opt_{tag}")):
+                ax.plot(table["budget"], table[col], marker="o", ms=3.5, lw=1.6, **style)
+                # Hollow rings: the optimum sits on an N or T bound (the law's optimum lies outside the range).
+                ax.scatter(table["budget"][bound], table[col][bound], s=70, facecolors="none",
+                           edgecolors=style["color"], linewidths=1.2, zorder=4)  # fmt: skip
+        axes[0].scatter([], [], s=70, facecolors="none", edgecolors="0.3", label="on an N or T bound")
+        axes[0].set_ylabel("optimal visual tokens T")
+        axes[1].set_ylabel(f"optimal LLM size N  ({n_col})")
+        axes[1].set_yscale("log")
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.set_xlabel("inference budget (real FLOPs per image)")
+        axes[0].legend(loc="best", framealpha=0.9)
+        q = table["text_tokens"].iloc[0] if len(table) else float("nan")
+        fig.suptitle(
+            f"compute-optimal (N, T) under two cost counts, Q = {q:g}", x=0.01, ha="left", fontsize=11
+        )
+        fig.tight_layout()
         return save(fig, out_dir, stem)

@@ -89,7 +89,7 @@ def main() -> None:
     data = prepare(table, y_col="accuracy", accuracy=True)
     opts = FitOptions(loo=False, extrapolation=False, d_profile=False)
 
-    # Ours: the whole multi-start fit (grid scoring, local lmfit fits, standard errors).
+    # Ours: the whole multi-start fit (grid scoring, local fits, the lmfit finish and report, standard errors).
     fit_law(data, PAPER, opts)  # warm-up (first-call imports and caches)
     times, fit = [], None
     for _ in range(args.repeats):

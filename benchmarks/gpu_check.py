@@ -136,28 +136,27 @@ def build_model(sizes: dict[str, Any], visual_tokens: int, dtype: str, device: s
     (a 0.8B model takes tens of seconds to initialise on a CPU), with the ids the random batches use."""
     import torch
 
-    from vlmscale.models import VisionLanguageModel, build_llm, build_vision_tower
-    from vlmscale.models.vision import resolve_dtype
+    from vlmscale.models import VisionLanguageModel, build_llm, build_vision_tower, resolve_dtype
 
     torch.manual_seed(0)
     with torch.device(device):
         # Random pixels go straight in: no image processor, so no Pillow needed on the GPU machine.
         tower = build_vision_tower(**{**sizes["vision"], "dtype": dtype}, image_processor=False)
         llm = build_llm(**{**sizes["llm"], "dtype": dtype})
-        projector = build_quecc(tower, llm, visual_tokens).to(resolve_dtype(dtype))
+        connector = build_quecc(tower, llm, visual_tokens).to(resolve_dtype(dtype))
     vocab = llm.model.get_input_embeddings().weight.shape[0]
     image_id, pad_id, eos_id = vocab - 1, vocab - 2, vocab - 3  # any ids the random vocabulary holds
-    return VisionLanguageModel(tower, projector, llm, image_id, pad_id, eos_id)
+    return VisionLanguageModel(tower, connector, llm, image_id, pad_id, eos_id)
 
 
 def build_quecc(tower, llm, visual_tokens: int):
-    """QueCC + LLaVA's two-layer GELU MLP between this tower and this LLM (conf/projector/quecc.yaml)."""
-    from vlmscale.models import build_projector
+    """QueCC + LLaVA's two-layer GELU MLP between this tower and this LLM (conf/compressor/quecc.yaml +
+    conf/projector/mlp2x_gelu.yaml)."""
+    from vlmscale.models import build_connector
 
-    return build_projector(
-        name="quecc",
-        compressor="quecc",
-        mlp="mlp2x_gelu",
+    return build_connector(
+        "quecc",
+        "mlp2x_gelu",
         num_heads=8,
         visual_tokens=visual_tokens,
         vision_width=tower.hidden_size,
@@ -210,7 +209,7 @@ def step_flops(vlm, sizes: dict[str, Any]) -> dict[str, float]:
     )  # + the LM head matmul
     batch, length = sizes["batch"], sizes["text_len"] - 1 + vlm.visual_tokens
     llm_forward = 2.0 * n_llm * length + causal_attention_flops(config.num_hidden_layers, d_attn, length)
-    projector = sum(vlm.projector.flops().values())
+    projector = sum(vlm.connector.flops().values())
     query_len = sizes["query_len"]
     query_pass = 2.0 * llm_params(model)["non_embedding"] * query_len
     query_pass += causal_attention_flops(config.num_hidden_layers, d_attn, query_len)
@@ -250,7 +249,7 @@ def training_module(vlm):
     else:
         # Outside validation VLMLightningModule reads only eos_token_id / chat_template from the tokenizer.
         tokenizer = types.SimpleNamespace(eos_token_id=vlm.eos_token_id, chat_template=None)
-        optim = {"lr": 2e-5, "projector_lr": 1e-4, "warmup_ratio": 0.0}
+        optim = {"lr": 2e-5, "connector_lr": 1e-4, "warmup_ratio": 0.0}
         return VLMLightningModule(
             vlm, tokenizer, stage="finetune", optim=optim
         ), "vlmscale.lit.VLMLightningModule"
@@ -392,8 +391,8 @@ def run_prefill(tiny: bool) -> dict[str, Any]:
     low, high = sizes["prefill_tokens"]
     vlm = build_model(sizes, high, dtype, device=device.type).eval()
     for tokens in (low, high):
-        if tokens != vlm.visual_tokens:  # same tower and LLM, the projector rebuilt for this T
-            vlm.projector = (
+        if tokens != vlm.visual_tokens:  # same tower and LLM, the connector rebuilt for this T
+            vlm.connector = (
                 build_quecc(vlm.vision, vlm.llm, tokens).to(device=device, dtype=vlm.llm.dtype).eval()
             )
         accounting = vlm.accounting(text_tokens=text_len - 1, query_tokens=sizes["query_len"])

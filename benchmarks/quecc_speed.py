@@ -1,4 +1,4 @@
-"""Forward+backward time of the compressor + projector paths at the paper's dimensions, per visual-token count T.
+"""Forward+backward time of the connector paths (compressor + projector) at the paper's dimensions, per T.
 
     .venv/bin/python benchmarks/quecc_speed.py                 # batch 4, G=24, widths 1024 / 4096 / 4096
     .venv/bin/python benchmarks/quecc_speed.py --threads 2 --repeats 5 --tokens 1 16 144
@@ -19,7 +19,7 @@ import time
 import torch
 from torch import nn
 
-from vlmscale.models import Projector, VisionFeatures, build_projector
+from vlmscale.models import Connector, VisionFeatures, build_connector
 from vlmscale.models.quecc import QueCC
 
 PAPER_T = [1, 4, 16, 36, 64, 144, 576]
@@ -27,6 +27,9 @@ PAPER_T = [1, 4, 16, 36, 64, 144, 576]
 
 class ReferenceQueCC(nn.Module):
     """QueCC's attention step as the reference implementation runs it, sharing every weight with ``quecc``."""
+
+    uses_query = True  # the Compressor interface (vlmscale.models.compressors)
+    uses_multilevel = True
 
     def __init__(self, quecc: QueCC) -> None:
         super().__init__()
@@ -134,7 +137,7 @@ def main() -> None:
     feats = VisionFeatures(torch.randn(b, grid * grid, width), torch.randn(b, grid * grid, ml_width), grid)
     query = torch.randn(b, llm_width)
 
-    full = build_projector("mlp2x_gelu", "mlp2x_gelu", None, visual_tokens=grid * grid, **dims)
+    full = build_connector("none", "mlp2x_gelu", visual_tokens=grid * grid, **dims)
     base_flops = b * sum(full.flops().values())
     qp_flops, qp_n = query_pass_flops(args.query_tokens)
 
@@ -151,12 +154,11 @@ def main() -> None:
     print("-" * len(header))
     kv_time = None
     for t in args.tokens:
-        quecc = build_projector("quecc", "mlp2x_gelu", "quecc", visual_tokens=t, num_heads=8, **dims)
+        quecc = build_connector("quecc", "mlp2x_gelu", visual_tokens=t, num_heads=8, **dims)
         # Identical weights (compressor and MLP shared), only the attention step done the reference's way.
-        ref = Projector(quecc.mlp, ReferenceQueCC(quecc.compressor), t, "quecc-reference")
-        noquery = build_projector("quecc_noquery", "mlp2x_gelu", "quecc_noquery", visual_tokens=t, num_heads=8,
-                                  **dims)  # fmt: skip
-        avgpool = build_projector("avgpool", "mlp2x_gelu", "avgpool", visual_tokens=t, **dims)
+        ref = Connector(ReferenceQueCC(quecc.compressor), quecc.projector, t, "quecc-reference")
+        noquery = build_connector("quecc_noquery", "mlp2x_gelu", visual_tokens=t, num_heads=8, **dims)
+        avgpool = build_connector("avgpool", "mlp2x_gelu", visual_tokens=t, **dims)
         with torch.no_grad():
             diff = (quecc(feats, query) - ref(feats, query)).abs().max().item()
         tokens_in = VisionFeatures(torch.randn(b, t, width), None, grid)
@@ -165,7 +167,7 @@ def main() -> None:
             "quecc (reference MHA)": (lambda p=ref: p(feats, query), quecc, sum(ref.flops().values())),
             "quecc_noquery": (lambda p=noquery: p(feats), noquery, sum(noquery.flops().values())),
             "avgpool": (lambda p=avgpool: p(feats), avgpool, sum(avgpool.flops().values())),
-            "mlp2x_gelu on T tokens": (lambda p=quecc, x=tokens_in.patches: p.mlp(x), quecc.mlp,
+            "mlp2x_gelu on T tokens": (lambda p=quecc, x=tokens_in.patches: p.projector(x), quecc.projector,
                                        quecc.flops()["projector_mlp"]),
             "mlp2x_gelu @576": (lambda: full(feats), full, sum(full.flops().values())),
         }  # fmt: skip

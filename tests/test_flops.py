@@ -10,7 +10,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from vlmscale.flops import inference_flops, llm_params
-from vlmscale.models import VisionFeatures, build_compressor, build_llm, build_projector, build_vision_tower
+from vlmscale.models import VisionFeatures, build_compressor, build_connector, build_llm, build_vision_tower
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -55,10 +55,9 @@ def test_llm_params_total_and_non_embedding(tied):
 @pytest.mark.parametrize("name,t", [("quecc", 16), ("quecc", 256), ("quecc_noquery", 4)])
 def test_compressor_and_mlp_flops_match_torch_counter(name, t):
     torch.manual_seed(0)
-    proj = build_projector(
+    proj = build_connector(
         name,
         "mlp2x_gelu",
-        name,
         visual_tokens=t,
         vision_width=64,
         multilevel_width=256,
@@ -77,7 +76,7 @@ def test_compressor_and_mlp_flops_match_torch_counter(name, t):
         total += 2 * (2 * 256 * 64 * (4 if t < 256 else 1))
     assert total == expected["compressor"]
     compressed = proj.compressor(feats.patches, feats.multilevel, query)
-    assert counted(lambda: proj.mlp(compressed)) == expected["projector_mlp"]
+    assert counted(lambda: proj.projector(compressed)) == expected["projector_mlp"]
 
 
 def test_avgpool_has_no_matmuls_and_paper_scale_numbers():

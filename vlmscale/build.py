@@ -1,7 +1,8 @@
-"""From a composed config to live objects: tokenizer, VLM, Lightning module, data module, trainer, loggers.
+"""From a composed config to the Lightning objects: module, data module, trainer, loggers, callbacks.
 
-Each config group's keys are the keyword arguments of the builder it feeds (see docs/ARCHITECTURE.md), so
-this file is wiring only: no architecture, no data logic, no training logic.
+The tokenizer and VLM come from `vlmscale.assemble` (shared with evaluation); each config group's keys are
+the keyword arguments of the builder it feeds (see docs/ARCHITECTURE.md), so this file is wiring only: no
+architecture, no data logic, no training logic.
 """
 
 from __future__ import annotations
@@ -17,44 +18,25 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vlmscale.assemble import build_model, reloadable_parts
+from vlmscale.contract import to_plain
+from vlmscale.data.module import VLMDataModule
 from vlmscale.launch import SaveOnInterrupt
-from vlmscale.lit import VLMDataModule, VLMLightningModule, init_from_checkpoint
+from vlmscale.lit import VLMLightningModule
 
 log = logging.getLogger("vlmscale.build")
 
 
-def plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def build_tokenizer(cfg: DictConfig):
-    from vlmscale.data import load_tokenizer
-
-    pretrained = cfg.llm.get("tokenizer") or cfg.llm.get("pretrained")
-    return load_tokenizer(pretrained, cache_dir=cfg.paths.cache_dir)
-
-
 def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLightningModule, Any]:
-    from vlmscale.models import build_vlm
-
-    tokenizer = build_tokenizer(cfg)
-    vlm = build_vlm(
-        llm=plain(cfg.llm),
-        vision=plain(cfg.vision),
-        projector=plain(cfg.projector),
-        visual_tokens=int(cfg.visual_tokens),
-        tokenizer=tokenizer,
-    )
-    if cfg.get("init_from"):
-        loaded = init_from_checkpoint(vlm, cfg.init_from)
-        log.info("initialised %s from %s", ", ".join(loaded), cfg.init_from)
-    elif cfg.stage == "finetune" and cfg.llm.get("pretrained"):
-        # A random tiny LLM trains from scratch with the projector in one stage; a pretrained one should not
-        # meet an untrained projector (LLaVA: pretrain the projector first).
+    """The VLM (vlmscale.assemble, with init_from's weights) wrapped for training one stage."""
+    tokenizer, vlm = build_model(cfg, weights=cfg.get("init_from"))
+    if cfg.stage == "finetune" and not cfg.get("init_from") and cfg.llm.get("pretrained"):
+        # A random tiny LLM trains from scratch with the connector in one stage; a pretrained one should not
+        # meet an untrained connector (LLaVA: pretrain the connector first).
         log.warning(
-            "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: the projector is untrained"
+            "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: the connector is untrained"
         )
     if cfg.stage == "finetune" and cfg.llm.get("dtype") in ("bfloat16", "float16"):
         if "DeepSpeed" not in str(cfg.trainer.get("strategy", {}).get("_target_", "")):
@@ -69,11 +51,11 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
         vlm,
         tokenizer,
         stage=cfg.stage,
-        optim=plain(cfg.optim),
-        eval=plain(cfg.eval_during_training),
+        optim=to_plain(cfg.optim),
+        eval=to_plain(cfg.eval_during_training),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         # Frozen parts loadable again by name need not fill checkpoints; randomly initialised ones must.
-        reloadable_parts=tuple(part for part in ("vision", "llm") if cfg[part].get("pretrained")),
+        reloadable_parts=reloadable_parts(cfg),
         config_hash=config_hash,
     )
     return module, tokenizer
@@ -82,9 +64,9 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
 def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule:
     from vlmscale.data import build_datasets, collate
 
-    datasets = build_datasets(tokenizer, vlm.vision.image_processor, **plain(cfg.data))
+    datasets = build_datasets(tokenizer, vlm.vision.image_processor, **to_plain(cfg.data))
     image_size = next(iter(datasets.values())).image_size
-    loader = plain(cfg.loader)
+    loader = to_plain(cfg.loader)
     return VLMDataModule(
         datasets,
         collate_fn=partial(collate, pad_token_id=tokenizer.pad_token_id, image_size=image_size),

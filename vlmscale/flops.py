@@ -1,7 +1,7 @@
 """Parameter counts and inference FLOPs.
 
 The paper's measure (arXiv 2411.03312) is ``2 * N * (Q + T)``: N the LLM's parameters, Q text tokens, T visual
-tokens. It leaves out the vision tower, the compressor/projector and, for QueCC, the extra LLM pass over the
+tokens. It leaves out the vision tower, the connector (compressor + projector) and, for QueCC, the extra LLM pass over the
 question; :func:`vlm_accounting` reports those too so users can see what the paper's measure omits.
 All module counts are matmul/conv FLOPs (2 per multiply-add); norms and activations are not counted.
 """
@@ -46,7 +46,7 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
     """Accounting for one sample of a built VisionLanguageModel.
 
     text_tokens: Q, text tokens of a prompt (a mean is fine). query_tokens: length of the question the QueCC
-    query pass reads (defaults to Q); counted only when the projector uses a query.
+    query pass reads (defaults to Q); counted only when the compressor uses a query.
     """
     model = vlm.llm.model
     params = llm_params(model)
@@ -54,10 +54,10 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
     q = float(text_tokens)
     config = model.config
     layers = config.num_hidden_layers
-    projector = vlm.projector.flops()
+    connector = vlm.connector.flops()
     query_len = q if query_tokens is None else float(query_tokens)
     query_pass = 0.0
-    if vlm.projector.needs_query:
+    if vlm.connector.needs_query:
         # Base model only (no LM head); embedding lookups cost no matmuls.
         query_pass = 2.0 * params["non_embedding"] * query_len
         query_pass += causal_attention_flops(layers, _attn_width(config), query_len)
@@ -65,8 +65,8 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
         "llm": inference_flops(params["total"], q, t),
         "llm_attention": causal_attention_flops(layers, _attn_width(config), q + t),
         "vision_tower": float(vlm.vision.flops()),
-        "compressor": projector["compressor"],
-        "projector_mlp": projector["projector_mlp"],
+        "compressor": connector["compressor"],
+        "projector_mlp": connector["projector_mlp"],
         "query_pass": query_pass,
     }
     return {

@@ -1,9 +1,12 @@
-"""Lightning wrappers: the module owns optimisation, training stages and logging; the data module owns
-loaders. Architecture lives in `vlmscale.models` (plain nn.Modules), data in `vlmscale.data`.
+"""The LightningModule: optimisation, training stages and logging of one VLM, nothing about architecture.
+
+Architecture lives in `vlmscale.models` (plain nn.Modules), building and checkpoint loading in
+`vlmscale.assemble`, loaders in `vlmscale.data.module`, scoring in `vlmscale.eval`.
 
 Stages (LLaVA's recipe):
-- `pretrain`: vision tower and LLM frozen; the compressor + projector learn to speak the LLM's language (lr 1e-3).
-- `finetune`: projector + LLM train (lr 2e-5), the projector initialised from a pretrain checkpoint.
+- `pretrain`: vision tower and LLM frozen; the connector (compressor + projector) learns to speak the LLM's
+  language (lr 1e-3).
+- `finetune`: connector + LLM train (lr 2e-5), the connector initialised from a pretrain checkpoint.
 """
 
 from __future__ import annotations
@@ -13,15 +16,14 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vlmscale.data import stop_token_ids
-from vlmscale.eval.runner import decode
+from vlmscale.assemble import PARTS, frozen_state_keys, upgrade_state_dict
+from vlmscale.data import decode, stop_token_ids
+from vlmscale.eval.runner import summarize
 from vlmscale.eval.scorers import exact_match
 
 STAGES = ("pretrain", "finetune")
@@ -30,7 +32,7 @@ STAGES = ("pretrain", "finetune")
 @dataclass
 class OptimConfig:
     lr: float = 1e-3
-    projector_lr: float | None = None  # LLaVA-1.5 finetune can give the projector its own lr
+    connector_lr: float | None = None  # LLaVA-1.5 finetune can give the connector its own lr
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_ratio: float = 0.03
@@ -45,9 +47,9 @@ class EvalConfig:
 
 def trainable_parts(stage: str) -> tuple[str, ...]:
     if stage == "pretrain":
-        return ("projector",)
+        return ("connector",)
     if stage == "finetune":
-        return ("projector", "llm")
+        return ("connector", "llm")
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES} (config key `stage`)")
 
 
@@ -85,7 +87,7 @@ class VLMLightningModule(L.LightningModule):
 
     # -- what trains -------------------------------------------------------------------------------
     def _set_trainable(self, parts: tuple[str, ...]) -> None:
-        for name in ("vision", "projector", "llm"):
+        for name in PARTS:
             module = getattr(self.vlm, name)
             module.requires_grad_(name in parts)
         # A frozen tower still sits in eval mode so dropout/batch-norm statistics never move.
@@ -99,15 +101,18 @@ class VLMLightningModule(L.LightningModule):
         return self
 
     # -- steps -------------------------------------------------------------------------------------
+    @staticmethod
+    def _image_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The image side of a batch (pixels, the question for the query pass, which rows have an image)."""
+        optional = ("query_ids", "query_attention_mask", "has_image")
+        return {"pixel_values": batch["pixel_values"], **{key: batch.get(key) for key in optional}}
+
     def _forward(self, batch: Mapping[str, Any]):
         return self.vlm(
-            pixel_values=batch["pixel_values"],
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             labels=batch["labels"],
-            query_ids=batch.get("query_ids"),
-            query_attention_mask=batch.get("query_attention_mask"),
-            has_image=batch.get("has_image"),
+            **self._image_inputs(batch),
         )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
@@ -136,13 +141,10 @@ class VLMLightningModule(L.LightningModule):
     @torch.no_grad()
     def generate_answers(self, batch: Mapping[str, Any]) -> list[str]:
         tokens = self.vlm.generate(
-            pixel_values=batch["pixel_values"],
             prompt_ids=batch["prompt_ids"],
             prompt_attention_mask=batch["prompt_attention_mask"],
-            query_ids=batch.get("query_ids"),
-            query_attention_mask=batch.get("query_attention_mask"),
-            has_image=batch.get("has_image"),
             max_new_tokens=self.eval_cfg.max_new_tokens,
+            **self._image_inputs(batch),
         )
         return decode(tokens, self.tokenizer, self._stop_ids)
 
@@ -150,27 +152,31 @@ class VLMLightningModule(L.LightningModule):
         self._eval_counts.clear()
 
     def on_validation_epoch_end(self) -> None:
-        # error/avg is the mean of the category errors, as in vlmscale.eval (categories weigh equally).
-        errors = {cat: 1.0 - correct / total for cat, (correct, total) in self._eval_counts.items()}
-        for cat, error in sorted(errors.items()):
-            self.log(f"val/error/{cat}", error, sync_dist=True)
-            self.log(f"val/n/{cat}", float(self._eval_counts[cat][1]), sync_dist=True)
-        if errors:
-            self.log("val/error/avg", sum(errors.values()) / len(errors), prog_bar=True, sync_dist=True)
+        # The eval runner's summary: error per category, error/avg the mean of the category errors.
+        counts = self._eval_counts
+        if counts:
+            correct, total = (sum(c[i] for c in counts.values()) for i in (0, 1))
+            errors = {cat: 1.0 - right / n for cat, (right, n) in counts.items()}
+            summary = summarize({"val": {"error": 1.0 - correct / total, "categories": errors}})
+            for cat in sorted(errors):
+                self.log(f"val/error/{cat}", summary[f"error/{cat}"], sync_dist=True)
+                self.log(f"val/n/{cat}", float(counts[cat][1]), sync_dist=True)
+            if math.isfinite(summary["error/avg"]):
+                self.log("val/error/avg", summary["error/avg"], prog_bar=True, sync_dist=True)
         self._eval_counts.clear()
         self.last_validated_step = self.global_step
 
     # -- optimisation ------------------------------------------------------------------------------
     def make_optimizer(self, total_steps: int):
-        """AdamW (projector may have its own lr) with linear warmup then cosine decay over `total_steps`."""
+        """AdamW (the connector may have its own lr) with linear warmup then cosine decay over `total_steps`."""
         cfg = self.optim
         groups = []
-        projector_params = [p for p in self.vlm.projector.parameters() if p.requires_grad]
+        connector_params = [p for p in self.vlm.connector.parameters() if p.requires_grad]
         other_params = [
-            p for n, p in self.vlm.named_parameters() if p.requires_grad and not n.startswith("projector.")
+            p for n, p in self.vlm.named_parameters() if p.requires_grad and not n.startswith("connector.")
         ]
-        if projector_params:
-            groups.append({"params": projector_params, "lr": cfg.projector_lr or cfg.lr, "name": "projector"})
+        if connector_params:
+            groups.append({"params": connector_params, "lr": cfg.connector_lr or cfg.lr, "name": "connector"})
         if other_params:
             groups.append({"params": other_params, "lr": cfg.lr, "name": "llm"})
         if not groups:
@@ -201,16 +207,7 @@ class VLMLightningModule(L.LightningModule):
     # Frozen weights that are loaded by name again (pretrained LLM / tower) stay out of checkpoints;
     # randomly initialised tiny parts must be kept, or a resumed run would rebuild different weights.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # From state_dict, not named_parameters: a tied lm_head shares the embedding tensor and is listed once
-        # by named_parameters, but stored under both names.
-        frozen = {
-            key
-            for part in self.reloadable_parts
-            for key, value in getattr(self.vlm, part)
-            .state_dict(prefix=f"vlm.{part}.", keep_vars=True)
-            .items()
-            if not value.requires_grad
-        }
+        frozen = frozen_state_keys(self.vlm, self.reloadable_parts)
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint["vlmscale_stage"] = self.stage
         checkpoint["vlmscale_config_hash"] = self.config_hash
@@ -220,7 +217,7 @@ class VLMLightningModule(L.LightningModule):
             return  # a DeepSpeed checkpoint folder: the engine restores the weights itself
         # Restore what the checkpoint holds; parts left out of it stay as built.
         current = self.state_dict()
-        current.update(checkpoint["state_dict"])
+        current.update(upgrade_state_dict(checkpoint["state_dict"]))
         checkpoint["state_dict"] = current
 
 
@@ -231,124 +228,4 @@ def _warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def init_from_checkpoint(vlm: torch.nn.Module, ckpt_path: str | Path) -> list[str]:
-    """Stage hand-over: copy what a (pretrain) checkpoint holds of `vlm` — always the projector (compressor +
-    MLP), and the LLM / tower too when they were randomly initialised and so stored — into `vlm`.
-
-    Loaded with `weights_only=True`: a checkpoint is data, never code."""
-    path = Path(ckpt_path)
-    if path.is_dir():
-        raise ValueError(
-            f"{path} is a DeepSpeed (sharded) checkpoint folder; convert it first with "
-            "lightning.pytorch.utilities.deepspeed.convert_zero_checkpoint_to_fp32_state_dict and pass the file"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} not found; set init_from=<pretrain run dir>/checkpoints/last.ckpt"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    loaded = []
-    for part in ("vision", "projector", "llm"):
-        prefix = f"vlm.{part}."
-        part_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if part_state:
-            getattr(vlm, part).load_state_dict(part_state, strict=True)
-            loaded.append(part)
-    if "projector" not in loaded:
-        raise ValueError(f"{path} holds no projector weights (keys starting with 'vlm.projector.')")
-    return loaded
-
-
-class StepIndexedSampler(Sampler[int]):
-    """An endless, seeded shuffle whose i-th index depends only on (seed, i), dealt round-robin to ranks.
-
-    Training is counted in optimiser steps, so a run resumed at global step s starts the stream at
-    s * batch_size * accumulation * world_size and sees exactly the batches an uninterrupted run would have
-    seen, with no loader state to save (and no off-by-one from Lightning's one-batch prefetch). Rank r of w
-    takes positions start + r, start + r + w, ...: together the ranks consume the single-process stream."""
-
-    def __init__(
-        self, num_samples: int, seed: int = 0, start: int = 0, rank: int = 0, world_size: int = 1
-    ) -> None:
-        if num_samples <= 0:
-            raise ValueError("the training split is empty; check the data config (data.*) and its paths")
-        self.num_samples = num_samples
-        self.seed = seed
-        self.start = start
-        self.rank = rank
-        self.world_size = world_size
-
-    def _permutation(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.num_samples, generator=g).tolist()
-
-    def __iter__(self):
-        position = self.start + self.rank
-        epoch, perm = -1, []
-        while True:
-            if position // self.num_samples != epoch:
-                epoch = position // self.num_samples
-                perm = self._permutation(epoch)
-            yield perm[position % self.num_samples]
-            position += self.world_size
-
-
-class VLMDataModule(L.LightningDataModule):
-    """Loaders over already-built datasets (see `vlmscale.data.build_datasets`)."""
-
-    def __init__(
-        self,
-        datasets: Mapping[str, Dataset],
-        collate_fn,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.datasets = dict(datasets)
-        self.collate_fn = collate_fn
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-
-    def _loader(self, split: str, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
-        if split not in self.datasets:
-            raise KeyError(f"no {split!r} split; the data config provides {sorted(self.datasets)}")
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=self.collate_fn,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        # Called after a checkpoint's loop state is restored, so global_step is where training resumes.
-        # The sampler shards across ranks itself (Trainer(use_distributed_sampler=False), see conf/trainer).
-        trainer = self.trainer
-        consumed, rank, world = 0, 0, 1
-        if trainer is not None:
-            rank, world = trainer.global_rank, trainer.world_size
-            consumed = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size * world
-        sampler = StepIndexedSampler(
-            len(self.datasets["train"]), seed=self.seed, start=consumed, rank=rank, world_size=world
-        )
-        return self._loader("train", self.batch_size, sampler)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size)
-
-
-__all__ = [
-    "EvalConfig",
-    "OptimConfig",
-    "StepIndexedSampler",
-    "VLMDataModule",
-    "VLMLightningModule",
-    "init_from_checkpoint",
-    "trainable_parts",
-]
+__all__ = ["EvalConfig", "OptimConfig", "VLMLightningModule", "trainable_parts"]

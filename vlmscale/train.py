@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vlmscale.assemble import check_config, resume_checkpoint
+from vlmscale.contract import to_plain
 from vlmscale.results import config_hash, failure_record, git_sha, is_done, read_result, write_result
 
 log = logging.getLogger("vlmscale.train")
@@ -70,9 +72,10 @@ def _is_multirun() -> bool:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, evaluate and record one grid point. Returns the result record."""
+    check_config(cfg)
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = to_plain(cfg)
     resolved.pop("hydra", None)
     chash = config_hash(resolved)
     if cfg.get("skip_done", True) and is_done(run_dir, chash):
@@ -83,6 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     base = {
         "llm": cfg.llm.name,
         "visual_tokens": int(cfg.visual_tokens),
+        "compressor": cfg.compressor.name,
         "projector": cfg.projector.name,
         "stage": cfg.stage,
         "seed": int(cfg.seed),
@@ -152,35 +156,6 @@ def train_and_evaluate(
     )
     accounting = module.vlm.accounting(text_tokens, query_tokens=query_tokens)
     return {**accounting, "metrics": metrics, "steps": int(trainer.global_step)}
-
-
-def resume_checkpoint(cfg: DictConfig, run_dir: Path, expected_hash: str) -> str | None:
-    """The checkpoint to continue from: resume=auto -> <run_dir>/checkpoints/last.ckpt when it exists (a file,
-    or a DeepSpeed folder), resume=never -> none, else the given path. A checkpoint stamped with another
-    config hash is refused: continuing it would report an old model under the new config."""
-    mode = cfg.get("resume", "auto")
-    if mode in (None, "never", False):
-        return None
-    if mode == "auto":
-        path = run_dir / "checkpoints" / "last.ckpt"
-        if not path.exists():
-            return None
-    else:
-        path = Path(str(mode))
-        if not path.exists():
-            raise FileNotFoundError(
-                f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
-            )
-    if path.is_file():
-        import torch
-
-        stamp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("vlmscale_config_hash")
-        if stamp is not None and stamp != expected_hash:
-            raise ValueError(
-                f"{path} was written by a run with config hash {stamp}, this run's config hashes to "
-                f"{expected_hash}: pass resume=never to start over in {run_dir}, or use another run folder"
-            )
-    return str(path)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -14,7 +14,14 @@ LLMS = {"tiny-xs": 1.0e6, "tiny-s": 3.0e6, "tiny-m": 1.0e7, "tiny-l": 3.0e7}
 TOKENS = (1, 4, 16, 64)
 
 
-def _result(llm: str, T: int, seed: int, error: float, status: str = "done") -> dict:
+#: Per-image costs beyond 2N(Q+T) written into every fixture result.json (hand-picked, checked in tests).
+TOWER_FLOPS = 4.0e8
+CONNECTOR_FIXED, CONNECTOR_PER_TOKEN = 1.0e5, 2.0e4
+QUERY_TOKENS = 20.0
+
+
+def _result(llm: str, T: int, seed: int, error, status: str = "done") -> dict:
+    reasoning, ocr = error if isinstance(error, tuple) else (error, error)
     return {
         "schema": 1,
         "status": status,
@@ -27,12 +34,25 @@ def _result(llm: str, T: int, seed: int, error: float, status: str = "done") -> 
         "visual_tokens": T,
         "text_tokens": 23.4,
         "inference_flops": 2 * LLMS[llm] * (23.4 + T),
+        "flops_breakdown": {
+            "llm": 2 * LLMS[llm] * (23.4 + T),
+            "llm_attention": 1.0e3 * T,
+            "vision_tower": TOWER_FLOPS,
+            "compressor": CONNECTOR_FIXED,
+            "projector_mlp": CONNECTOR_PER_TOKEN * T,
+            "query_pass": 2 * LLMS[llm] * QUERY_TOKENS,
+        },
         "projector": "quecc",
         "stage": "finetune",
         "seed": seed,
         "metrics": {}
         if status != "done"
-        else {"error/reasoning": error, "error/ocr": error, "error/avg": error, "val/loss": 1.0},
+        else {
+            "error/reasoning": reasoning,
+            "error/ocr": ocr,
+            "error/avg": (reasoning + ocr) / 2,
+            "val/loss": 1.0,
+        },
         "wall_time_s": 1.0,
         "config_hash": "abc",
         "git_sha": "def",
@@ -54,7 +74,9 @@ def write_sweep(root: Path, error_fn, failed=(), corrupt=(), missing=(), seed: i
                 path.write_text(json.dumps(_result(llm, T, seed, 0.5))[:57])  # half-written
                 continue
             status = "failed" if (llm, T) in failed else "done"
-            path.write_text(json.dumps(_result(llm, T, seed, float(error_fn(n, T)), status)))
+            error = error_fn(n, T)
+            error = tuple(map(float, error)) if isinstance(error, tuple) else float(error)
+            path.write_text(json.dumps(_result(llm, T, seed, error, status)))
     return root
 
 

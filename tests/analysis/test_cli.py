@@ -22,7 +22,7 @@ def _py(*args, cwd=ROOT):
 
 
 def test_demo_commands_on_a_sweep_folder(sweep_dir, tmp_path):
-    """Exactly the Makefile's two analysis invocations."""
+    """The table and single-law fit commands on a sweep folder with failed, corrupt and missing points."""
     res = _py("table", str(sweep_dir), "--out", str(tmp_path / "results.csv"))
     assert res.returncode == 0, res.stderr
     assert "15 points" in res.stdout and "skipped unreadable" in res.stderr
@@ -37,6 +37,20 @@ def test_demo_commands_on_a_sweep_folder(sweep_dir, tmp_path):
     for stem in ("scaling", "residuals", "isoflop", "d_profile"):
         for ext in ("png", "pdf"):
             assert (tmp_path / "fit" / f"{stem}.{ext}").stat().st_size > 1000
+
+
+def test_makefile_demo_fit_line(sweep_dir, tmp_path):
+    """The Makefile's demo fit line, read from the Makefile, on a sweep folder at $(DEMO_DIR)/sweep."""
+    line = next(ln.strip() for ln in (ROOT / "Makefile").read_text().splitlines() if "-m analysis" in ln)
+    argv = line.replace("$(DEMO_DIR)", str(tmp_path)).split()
+    assert argv[:3] == ["$(PY)", "-m", "analysis"]
+    res = _py(*argv[3:])
+    assert res.returncode == 0, res.stderr
+    for cat in ("reasoning", "ocr"):
+        fit = json.loads((tmp_path / "fit" / cat / "fit.json").read_text())
+        assert fit["bootstrap"]["n_ok"] > 0 and fit["derived"]["alpha/beta"]["ci_low"] is not None
+    assert (tmp_path / "fit" / "split.png").stat().st_size > 1000
+    assert "per-category fits" in res.stdout
 
 
 def test_reference_fit_frontier_compare(reference_csv, tmp_path, capsys):
@@ -56,6 +70,7 @@ def test_reference_fit_frontier_compare(reference_csv, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "warning: parameter D = 0 sits on its lower bound" in captured.err
     assert "alpha/beta" in captured.out and "SSE 0.0003794" in captured.out
+    assert "[[Variables]]" in (out / "fit_report.txt").read_text()
     fit = json.loads((out / "fit.json").read_text())
     for key in (
         "law",
@@ -143,14 +158,14 @@ def test_accuracy_hint(reference_csv, tmp_path, capsys):
     assert "looks like an accuracy: add --accuracy" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cmd", [[], ["table"], ["fit"], ["frontier"], ["compare"]])
+@pytest.mark.parametrize("cmd", [[], ["table"], ["fit"], ["demo"], ["frontier"], ["compare"]])
 def test_help_is_complete(cmd, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*cmd, "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
     expected = {
-        (): ["table", "fit", "frontier", "compare", "examples"],
+        (): ["table", "fit", "demo", "frontier", "compare", "examples"],
         ("table",): ["--out", "--with-config", "missing"],
         ("fit",): [
             "--n-col",
@@ -163,10 +178,24 @@ def test_help_is_complete(cmd, capsys):
             "--log-space",
             "--bootstrap",
             "--exclude-outliers",
+            "--ci",
+            "profile",
             "--text-tokens",
             "--out",
         ],
-        ("frontier",): ["--text-tokens", "--budgets", "--n-range", "--t-range", "closed form"],
+        ("demo",): ["--categories", "--seeds", "--bootstrap", "--ci", "--out", "split"],
+        ("frontier",): [
+            "--text-tokens",
+            "--budgets",
+            "--n-range",
+            "--t-range",
+            "closed form",
+            "--cost",
+            "--tower-flops",
+            "--compressor-flops",
+            "--per-token-flops",
+            "--query-tokens",
+        ],
         ("compare",): ["--laws", "--rank-by", "--bootstrap"],
     }[tuple(cmd)]
     for word in expected:

@@ -74,3 +74,20 @@ def test_table_cli(sweep_dir, tmp_path, capsys):
     assert len(pd.read_csv(out)) == 15
     assert main(["table", str(sweep_dir), "--out", str(tmp_path / "r.txt")]) == 2
     assert "use a .csv or .parquet" in capsys.readouterr().err
+
+
+def test_analysis_never_imports_torch():
+    """analysis/ reads results on machines without torch: importing every module must not pull it in."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    modules = sorted(p.stem for p in (root / "analysis").glob("*.py") if p.stem != "__main__")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module('analysis.' + m)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'hydra')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

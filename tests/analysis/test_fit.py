@@ -40,7 +40,7 @@ def test_recovers_known_parameters_within_bootstrap_ci(law, true, n_values, nois
         est = fit.params[name]
         assert est.ci_low <= value <= est.ci_high, (name, value, est)
     ratio = true["alpha"] / true["beta"]
-    d = fit.derived["alpha/beta"]
+    d = fit.derived[law.ratio]
     assert d["ci_low"] <= ratio <= d["ci_high"]
     assert fit.bootstrap["n_ok"] == 150 and fit.r2 > 0.95
 

@@ -57,3 +57,26 @@ def test_reference_frontier(ref_fit):
     assert np.allclose(spec0.frontier().T_opt, 1.0)
     # An explicit budget too small to reach: flagged, not an exception.
     assert spec.frontier([1.0]).binding.item() == "infeasible"
+
+
+def test_reference_profile_intervals():
+    """--ci profile: lmfit conf_interval on the free parameters and on the ratio (D held on its bound)."""
+    from tests.analysis.conftest import REFERENCE
+
+    table, _ = read_table(REFERENCE)
+    data = prepare(table, y_col="accuracy", accuracy=True)
+    opts = FitOptions(ci="profile", loo=False, extrapolation=False, d_profile=False)
+    fit = fit_law(data, PAPER, opts)
+    wald = fit_law(data, PAPER, FitOptions(loo=False, extrapolation=False, d_profile=False))
+    assert fit.ci_method == "profile" and fit.sse == pytest.approx(wald.sse)
+    for name in ("A", "alpha", "beta"):
+        p, w = fit.params[name], wald.params[name]
+        assert p.ci_low < p.value < p.ci_high
+        # Near-linear here: the profile interval's width is within 25% of the Wald one's.
+        assert (p.ci_high - p.ci_low) == pytest.approx(w.ci_high - w.ci_low, rel=0.25)
+    assert fit.params["D"].ci_low is None and fit.params["D"].at_bound == "lower"
+    ratio = fit.derived["alpha/beta"]
+    assert ratio["ci_low"] < 4.697 < ratio["ci_high"]
+    # The profile of a ratio is skewed (longer towards large ratios), unlike the symmetric delta method.
+    assert ratio["ci_high"] - ratio["value"] > ratio["value"] - ratio["ci_low"]
+    assert "[[Variables]]" in fit.lmfit_report and "alpha:" in fit.lmfit_report

@@ -5,7 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from vlmscale.data import build_image_processor, load_tokenizer
+from vlmscale.data import load_tokenizer
+from vlmscale.models.vision import default_image_processor
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +21,7 @@ def tokenizer(cache_dir):
 
 @pytest.fixture(scope="session")
 def processor():
-    return build_image_processor(None, image_size=64)  # a CLIP processor, size and crop 64, no download
+    return default_image_processor("clip", image_size=64)  # a CLIP processor, size and crop 64, no download
 
 
 def _write_records(path, records, jsonl=False):

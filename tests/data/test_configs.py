@@ -2,28 +2,36 @@ import inspect
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from vlmscale.contract import default_cache_dir
 from vlmscale.data import build_datasets
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 PARAMS = set(inspect.signature(build_datasets).parameters) - {"tokenizer", "image_processor"}
+
+
+def data_config(name: str):
+    """conf/data/<name>.yaml as training composes it (its cache_dir interpolates ${paths.cache_dir})."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=[f"data={name}"]).data
 
 
 @pytest.mark.parametrize("name", ["synthetic", "llava_pretrain", "llava_finetune"])
 def test_data_config_keys_are_builder_kwargs(name, monkeypatch):
     monkeypatch.setenv("LLAVA_DATA_DIR", "/data/llava")
     monkeypatch.delenv("VLMSCALE_CACHE", raising=False)
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+    cfg = OmegaConf.to_container(data_config(name), resolve=True)
     assert set(cfg) <= PARAMS, set(cfg) - PARAMS
-    assert cfg["name"] == name and cfg["cache_dir"] == "~/.cache/vlmscale"
+    assert cfg["name"] == name and Path(cfg["cache_dir"]).expanduser() == default_cache_dir()
     if cfg["source"] == "llava":
         assert cfg["splits"]["train"]["data_path"].startswith("/data/llava/")
 
 
 def test_synthetic_config_builds(tmp_path, monkeypatch, tokenizer, processor):
     monkeypatch.setenv("VLMSCALE_CACHE", str(tmp_path))
-    cfg = OmegaConf.load(CONF / "synthetic.yaml")
+    cfg = data_config("synthetic")
     cfg.sizes = {"train": 5, "val": 5, "test": 5}
     data = build_datasets(**cfg, tokenizer=tokenizer, image_processor=processor)  # DictConfig values are fine
     assert {k: len(v) for k, v in data.items()} == {"train": 5, "val": 5, "test": 5}

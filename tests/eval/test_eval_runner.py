@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from vlmscale.eval.runner import decode, evaluate, generate_answers, summarize, update_result_json
+from vlmscale.data import decode
+from vlmscale.eval.runner import evaluate, generate_answers, summarize, update_result_json
 from vlmscale.eval.tasks import CATEGORIES, Sample, build_task
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -24,7 +25,8 @@ def model_cfg(cache_dir) -> dict:
     return {
         "llm": conf("llm", "tiny-xs"),
         "vision": conf("vision", "tiny-clip"),
-        "projector": conf("projector", "quecc"),
+        "compressor": conf("compressor", "quecc"),
+        "projector": conf("projector", "mlp2x_gelu"),
         "visual_tokens": 16,
         "paths": {"cache_dir": str(cache_dir)},
     }
@@ -41,7 +43,9 @@ def tiny(tmp_path_factory):
     tokenizer = load_tokenizer(None, cache_dir=cache)
     cfg = model_cfg(cache)
     torch.manual_seed(0)
-    vlm = build_vlm(cfg["llm"], cfg["vision"], cfg["projector"], cfg["visual_tokens"], tokenizer)
+    vlm = build_vlm(
+        cfg["llm"], cfg["vision"], cfg["compressor"], cfg["projector"], cfg["visual_tokens"], tokenizer
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in vlm.llm.parameters():
@@ -191,6 +195,7 @@ def test_checkpoint_entry_point(tiny, bench_root, tmp_path):
     for key in ("error/synthetic", "error/reasoning", "error/ocr", "error/avg"):
         assert record["metrics"][key] == pytest.approx(metrics[key])
     assert record["eval"]["tasks"] == ["synthetic"]
+    assert record["eval"]["scoring"] == {"synthetic": "official"}  # which rule produced the errors
     preds = [json.loads(x)["prediction"] for x in (run_dir / "eval" / "synthetic.predictions.jsonl").open()]
     task = build_task("synthetic", **syn)
     expected = generate_answers(
@@ -220,18 +225,19 @@ def test_hydra_eval_config_composes_and_runs(tiny, bench_root, tmp_path):
         "tasks=[synthetic]",
         "limit=2",
         "llm=tiny-xs",
-        "projector=quecc",
+        "compressor=quecc",
         "visual_tokens=16",
         f"paths.cache_dir={cache}",
         f"out_dir={tmp_path / 'out'}",
         f"eval.catalog.synthetic.root={bench_root / 'synthetic'}",
-        "eval.catalog.synthetic.max_new_tokens=2",
+        "+eval.catalog.synthetic.max_new_tokens=2",
+        "eval.scoring={synthetic: official}",
         "eval.progress=false",
         "device=cpu",
     ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="eval", overrides=overrides)
-    assert cfg.eval.catalog.gqa.category == "reasoning" and cfg.eval.catalog.textvqa.category == "ocr"
+    assert dict(cfg.eval.scoring) == {"synthetic": "official"}  # one name, or a mapping per task
     metrics = run(OmegaConf.to_container(cfg, resolve=True))
     assert set(metrics) >= {"error/synthetic", "error/reasoning", "error/avg"}
     scores = json.loads((tmp_path / "out" / "synthetic.scores.json").read_text())

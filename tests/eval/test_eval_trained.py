@@ -37,9 +37,7 @@ def test_trained_checkpoint_evaluates_on_every_format(bench_root, tmp_path):
     assert trained["status"] == "done" and "error/synthetic" in trained["metrics"]
 
     tasks = sorted(TASKS)
-    catalog = trained["config"]["eval"]["catalog"]  # the task options as configured, pointed at the fixtures
-    for name in tasks:
-        catalog[name]["root"] = str(bench_root / name)
+    catalog = {name: {"root": str(bench_root / name)} for name in tasks}  # each task pointed at its fixture
     catalog["pope"]["splits"] = ["random", "popular"]  # the fixture writes two of the three splits
     metrics = evaluate_checkpoint(
         {
@@ -59,3 +57,6 @@ def test_trained_checkpoint_evaluates_on_every_format(bench_root, tmp_path):
         assert (run_dir / "eval" / f"{name}.predictions.jsonl").exists()
     for key in ("error/reasoning", "error/ocr", "error/avg"):
         assert record["metrics"][key] == pytest.approx(metrics[key])
+    assert record["eval"]["scoring"] == {
+        name: "rules" if name == "mathvista" else "official" for name in tasks
+    }

@@ -18,15 +18,14 @@ def load_conf(group: str, name: str) -> dict:
 
 def tiny_vlm(visual_tokens: int = 16, seed: int = 0, dtype: str = "float32"):
     """tiny-xs Qwen2 + tiny-clip + QueCC, random init, its random ids: (vlm, vocab)."""
-    from vlmscale.models import VisionLanguageModel, build_llm, build_projector, build_vision_tower
+    from vlmscale.models import VisionLanguageModel, build_connector, build_llm, build_vision_tower
 
     torch.manual_seed(seed)
     tower = build_vision_tower(**{**load_conf("vision", "tiny-clip"), "dtype": dtype}, image_processor=False)
     llm = build_llm(**{**load_conf("llm", "tiny-xs"), "dtype": dtype})
-    projector = build_projector(
-        name="quecc",
-        compressor="quecc",
-        mlp="mlp2x_gelu",
+    connector = build_connector(
+        "quecc",
+        "mlp2x_gelu",
         num_heads=8,
         visual_tokens=visual_tokens,
         vision_width=tower.hidden_size,
@@ -35,7 +34,7 @@ def tiny_vlm(visual_tokens: int = 16, seed: int = 0, dtype: str = "float32"):
         grid=tower.grid,
     )
     vocab = llm.model.get_input_embeddings().weight.shape[0]
-    return VisionLanguageModel(tower, projector, llm, vocab - 1, vocab - 2, vocab - 3), vocab
+    return VisionLanguageModel(tower, connector, llm, vocab - 1, vocab - 2, vocab - 3), vocab
 
 
 def random_batch(vocab: int, image_id: int, batch: int = 4, length: int = 24, seed: int = 0) -> dict:

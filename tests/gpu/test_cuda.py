@@ -51,7 +51,7 @@ def test_bf16_autocast_training_overfits_a_batch_with_fp32_master_weights():
     trainer.fit(lightning_module(vlm), DataLoader(samples, batch_size=4))
     assert len(losses) == 30 and all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.5 * losses[0], losses
-    params = list(vlm.llm.parameters()) + list(vlm.projector.parameters())
+    params = list(vlm.llm.parameters()) + list(vlm.connector.parameters())
     assert all(p.is_cuda and p.dtype == torch.float32 for p in params)
 
 
@@ -138,7 +138,7 @@ def test_deepspeed_checkpoint_folder_resumes_and_converts_for_eval(trainer, cach
 
     converted = convert_deepspeed(folder, run_dir / "checkpoints" / "last-fp32.ckpt")
     state = torch.load(converted, map_location="cpu", weights_only=True)["state_dict"]
-    assert any(k.startswith("vlm.projector.") for k in state) and any(k.startswith("vlm.llm.") for k in state)
+    assert any(k.startswith("vlm.connector.") for k in state) and any(k.startswith("vlm.llm.") for k in state)
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
 
     cfg = compose("eval", [f"ckpt={converted}", "limit=8", "eval.progress=false", f"paths.cache_dir={cache}"])

@@ -28,7 +28,7 @@ def test_a_deepspeed_client_state_leaves_the_weights_to_the_engine():
 
 def test_a_lightning_checkpoint_is_completed_with_the_parts_it_left_out():
     lit = lightning_module()
-    key = next(k for k in lit.state_dict() if k.startswith("vlm.projector."))
+    key = next(k for k in lit.state_dict() if k.startswith("vlm.connector."))
     checkpoint = {"state_dict": {key: torch.zeros_like(lit.state_dict()[key])}}
     lit.on_load_checkpoint(checkpoint)
     assert set(checkpoint["state_dict"]) == set(lit.state_dict())

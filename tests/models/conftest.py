@@ -38,7 +38,12 @@ def tokenizer():
 
 
 def build_tiny(
-    tokenizer, projector: str = "quecc", visual_tokens: int = 16, llm: str = "tiny-xs", seed: int = 0
+    tokenizer,
+    compressor: str = "quecc",
+    visual_tokens: int = 16,
+    llm: str = "tiny-xs",
+    seed: int = 0,
+    projector: str = "mlp2x_gelu",
 ):
     from vlmscale.models import build_vlm
 
@@ -46,6 +51,7 @@ def build_tiny(
     return build_vlm(
         llm=load_conf("llm", llm),
         vision=load_conf("vision", "tiny-clip"),
+        compressor=load_conf("compressor", compressor),
         projector=load_conf("projector", projector),
         visual_tokens=visual_tokens,
         tokenizer=tokenizer,
@@ -103,10 +109,16 @@ def conf():
 
 @pytest.fixture(scope="session")
 def tiny(tokenizer):
-    """tiny(projector="quecc", visual_tokens=16, llm="tiny-xs", seed=0) -> a freshly built VLM."""
+    """tiny(compressor="quecc", visual_tokens=16, llm="tiny-xs", seed=0, projector="mlp2x_gelu") -> a VLM."""
 
-    def make(projector: str = "quecc", visual_tokens: int = 16, llm: str = "tiny-xs", seed: int = 0):
-        return build_tiny(tokenizer, projector, visual_tokens, llm, seed)
+    def make(
+        compressor: str = "quecc",
+        visual_tokens: int = 16,
+        llm: str = "tiny-xs",
+        seed: int = 0,
+        projector: str = "mlp2x_gelu",
+    ):
+        return build_tiny(tokenizer, compressor, visual_tokens, llm, seed, projector)
 
     return make
 

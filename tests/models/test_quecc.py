@@ -9,7 +9,7 @@ from torch import nn
 from vlmscale.models import (
     VisionFeatures,
     build_compressor,
-    build_projector,
+    build_connector,
     kernel_for_tokens,
     valid_token_counts,
 )
@@ -44,7 +44,7 @@ def test_invalid_t_lists_the_valid_ones(bad):
 
 @torch.no_grad()
 def test_paper_dimension_shapes_every_t():
-    """G=24, vision width 1024, multi-level 4096, LLM width 4096: [1, T, 4096] out of the full projector."""
+    """G=24, vision width 1024, multi-level 4096, LLM width 4096: [1, T, 4096] out of the full connector."""
     torch.manual_seed(0)
     patches, multilevel, query = inputs(1, 24, 1024, 4096, 4096)
     features = VisionFeatures(patches, multilevel, 24)
@@ -54,9 +54,9 @@ def test_paper_dimension_shapes_every_t():
             assert comp(patches, multilevel, query).shape == (1, t, 1024)
     # The whole path (compressor + mlp2x_gelu) into the LLM's width, for every T.
     for t in PAPER_T:
-        proj = build_projector("quecc", "mlp2x_gelu", "quecc", visual_tokens=t, **PAPER)
+        proj = build_connector("quecc", "mlp2x_gelu", visual_tokens=t, **PAPER)
         assert proj(features, query).shape == (1, t, 4096)
-    full = build_projector("mlp2x_gelu", "mlp2x_gelu", None, visual_tokens=576, **PAPER)
+    full = build_connector("none", "mlp2x_gelu", visual_tokens=576, **PAPER)
     assert full(features).shape == (1, 576, 4096)
 
 
@@ -153,10 +153,9 @@ def test_mismatched_widths_are_clear_errors():
     with pytest.raises(ValueError, match="divisible"):
         QueCC(64, 256, 32, 16, 4, num_heads=5)
     with pytest.raises(ValueError, match="mismatched widths"):
-        build_projector(
-            "identity",
-            "identity",
+        build_connector(
             None,
+            "identity",
             visual_tokens=256,
             vision_width=64,
             multilevel_width=256,
@@ -164,10 +163,9 @@ def test_mismatched_widths_are_clear_errors():
             grid=16,
         )
     with pytest.raises(ValueError, match="visual_tokens must be the full grid"):
-        build_projector(
-            "mlp",
+        build_connector(
+            "none",
             "mlp2x_gelu",
-            None,
             visual_tokens=16,
             vision_width=64,
             multilevel_width=256,

@@ -38,7 +38,7 @@ def test_forward_loss_and_shapes(tiny, batch):
 def test_gradients_reach_compressor_and_projector_not_tower(tiny, batch):
     vlm = tiny("quecc", 16)
     run(vlm, batch).loss.backward()
-    for module in (vlm.projector.compressor, vlm.projector.mlp):
+    for module in (vlm.connector.compressor, vlm.connector.projector):
         grads = [p.grad for p in module.parameters()]
         assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for p in vlm.vision.parameters())
@@ -51,7 +51,7 @@ def test_llm_gets_no_gradient_from_the_query_pass(tiny, batch):
         batch["pixel_values"][rows], batch["query_ids"][rows], batch["query_attention_mask"][rows]
     )
     visual.pow(2).sum().backward()
-    assert vlm.projector.compressor.query_proj[0].weight.grad is not None
+    assert vlm.connector.compressor.query_proj[0].weight.grad is not None
     assert all(p.grad is None for p in vlm.llm.parameters())
 
 
@@ -182,23 +182,32 @@ def test_generate_matches_uncached_greedy_and_pads_finished_rows(tiny, batch, en
 
 
 @pytest.mark.parametrize(
-    "projector,t", [("quecc", 4), ("quecc_noquery", 64), ("avgpool", 1), ("mlp2x_gelu", 256), ("linear", 256)]
+    "compressor,projector,t",
+    [
+        ("quecc", "mlp2x_gelu", 4),
+        ("quecc_noquery", "mlp2x_gelu", 64),
+        ("avgpool", "mlp2x_gelu", 1),
+        ("avgpool", "linear", 4),
+        ("none", "mlp2x_gelu", 256),
+        ("none", "linear", 256),
+    ],
 )
-def test_every_projector_config_builds_and_trains(tiny, batch, projector, t):
-    vlm = tiny(projector, t)
+def test_every_compressor_projector_pair_builds_and_trains(tiny, batch, compressor, projector, t):
+    vlm = tiny(compressor, t, projector=projector)
+    assert vlm.connector.name == f"{compressor}-{projector}"
     out = run(vlm, batch)
     assert out.logits.shape[1] == batch["input_ids"].shape[1] + t - 1
     out.loss.backward()
-    assert all(p.grad is not None for p in vlm.projector.parameters())
+    assert all(p.grad is not None for p in vlm.connector.parameters())
 
 
 def test_config_errors(tiny, tokenizer, conf):
     with pytest.raises(ValueError, match=r"valid values are \[1, 4, 16, 64, 256\]"):
         tiny("quecc", 50)
     with pytest.raises(ValueError, match="visual_tokens must be the full grid"):
-        tiny("mlp2x_gelu", 16)
+        tiny("none", 16)
     with pytest.raises(ValueError, match="mismatched widths"):
-        tiny("identity", 256)  # tiny-clip width 64 != tiny-xs width 32
+        tiny("none", 256, projector="identity")  # tiny-clip width 64 != tiny-xs width 32
     from tokenizers import Tokenizer, models
 
     vocab = {"<pad>": 0, "<unk>": 1, "a": 2}
@@ -209,7 +218,12 @@ def test_config_errors(tiny, tokenizer, conf):
     )
     with pytest.raises(ValueError, match="<image>"):
         build_vlm(
-            conf("llm", "tiny-xs"), conf("vision", "tiny-clip"), conf("projector", "quecc"), 16, no_image
+            conf("llm", "tiny-xs"),
+            conf("vision", "tiny-clip"),
+            conf("compressor", "quecc"),
+            conf("projector", "mlp2x_gelu"),
+            16,
+            no_image,
         )
 
 

@@ -4,7 +4,8 @@ import itertools
 
 import pytest
 
-from vlmscale.lit import StepIndexedSampler, _warmup_cosine, trainable_parts
+from vlmscale.data.module import StepIndexedSampler
+from vlmscale.lit import _warmup_cosine, trainable_parts
 
 
 def test_step_indexed_stream_resumes_exactly():
@@ -32,8 +33,8 @@ def test_warmup_then_cosine_to_floor():
 
 
 def test_stages():
-    assert trainable_parts("pretrain") == ("projector",)
-    assert trainable_parts("finetune") == ("projector", "llm")
+    assert trainable_parts("pretrain") == ("connector",)
+    assert trainable_parts("finetune") == ("connector", "llm")
     with pytest.raises(ValueError, match="pretrain"):
         trainable_parts("sft")
 

@@ -19,7 +19,9 @@ def compose_train(overrides=(), hydra_config=False):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra_config)
 
 
-@pytest.mark.parametrize("group", ["llm", "vision", "projector", "data", "trainer", "logger", "eval"])
+@pytest.mark.parametrize(
+    "group", ["llm", "vision", "compressor", "projector", "data", "trainer", "logger", "eval"]
+)
 def test_every_option_of_every_group_composes(group):
     assert options(group), f"conf/{group} is empty"
     for option in options(group):

@@ -50,6 +50,7 @@ def test_result_json_has_every_field_the_sweeps_read(pretrained):
     assert read_result(run_dir) == record
     assert record["status"] == "done" and record["error"] is None
     assert record["llm"] == "tiny-xs" and record["visual_tokens"] == 4 and record["stage"] == "pretrain"
+    assert record["compressor"] == "quecc" and record["projector"] == "mlp2x_gelu"
     n, q, t = record["llm_params"], record["text_tokens"], record["visual_tokens"]
     assert n > record["llm_params_non_embedding"] > 0 and q > 3
     assert record["inference_flops"] == pytest.approx(2 * n * (q + t))
@@ -68,12 +69,12 @@ def test_result_json_has_every_field_the_sweeps_read(pretrained):
 def test_checkpoint_is_plain_data(pretrained):
     run_dir, _ = pretrained
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert any(k.startswith("vlm.projector.") for k in ckpt["state_dict"])
+    assert any(k.startswith("vlm.connector.") for k in ckpt["state_dict"])
     # the tiny LLM is random: its weights must travel with the checkpoint, or a resume rebuilds others
     assert any(k.startswith("vlm.llm.") for k in ckpt["state_dict"])
 
 
-def test_finetune_starts_from_the_pretrain_projector_and_trains_the_llm(pretrained, cache, tmp_path):
+def test_finetune_starts_from_the_pretrain_connector_and_trains_the_llm(pretrained, cache, tmp_path):
     from vlmscale.build import build_module
 
     run_dir, _ = pretrained
@@ -81,14 +82,14 @@ def test_finetune_starts_from_the_pretrain_projector_and_trains_the_llm(pretrain
     cfg = config(cache, tmp_path, "stage=finetune", f"init_from={ckpt}", "optim.lr=2e-5")
     module, _ = build_module(cfg)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    for name, value in module.vlm.projector.state_dict().items():
-        assert torch.equal(value, saved[f"vlm.projector.{name}"]), name
+    for name, value in module.vlm.connector.state_dict().items():
+        assert torch.equal(value, saved[f"vlm.connector.{name}"]), name
     assert all(p.requires_grad for p in module.vlm.llm.parameters())
     assert not any(p.requires_grad for p in module.vlm.vision.parameters())
 
     pretrain_module, _ = build_module(config(cache, tmp_path, "stage=pretrain"))
     assert not any(p.requires_grad for p in pretrain_module.vlm.llm.parameters())
-    assert all(p.requires_grad for p in pretrain_module.vlm.projector.parameters())
+    assert all(p.requires_grad for p in pretrain_module.vlm.connector.parameters())
 
     record = run(cfg)
     assert record["status"] == "done" and record["stage"] == "finetune"
@@ -151,7 +152,7 @@ def test_frozen_pretrained_weights_stay_out_of_checkpoints_even_when_tied(cache,
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     assert not [k for k in checkpoint["state_dict"] if k.startswith("vlm.llm.")]
-    assert any(k.startswith("vlm.projector.") for k in checkpoint["state_dict"])
+    assert any(k.startswith("vlm.connector.") for k in checkpoint["state_dict"])
 
 
 def test_resume_refuses_a_checkpoint_from_another_config(pretrained, cache, tmp_path):

@@ -1,7 +1,8 @@
-"""Data: tokenizers, LLaVA conversations and datasets, the embedded synthetic VQA suite, collate.
+"""Data: tokenizers, LLaVA conversations and datasets, the embedded synthetic VQA suite, collate, decoding.
 
 ``build_datasets(**cfg.data, tokenizer=..., image_processor=...)`` is the one entry point the training code
-needs; the keys of ``conf/data/*.yaml`` are its keyword arguments.
+needs; the keys of ``conf/data/*.yaml`` are its keyword arguments. The Lightning side (the step-indexed
+sampler and the DataModule) is in :mod:`vlmscale.data.module`, imported only by training.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
+from vlmscale.contract import IGNORE_INDEX, IMAGE_TOKEN, default_cache_dir, to_plain
 from vlmscale.data.collate import collate, pad_sequences
 from vlmscale.data.conversation import (
-    IGNORE_INDEX,
+    decode,
     encode_conversation,
     encode_prompt,
     stop_token_ids,
@@ -21,12 +23,12 @@ from vlmscale.data.llava import (
     LlavaDataset,
     LlavaFormatError,
     MissingImageError,
-    build_image_processor,
     expand2square,
+    process_image,
     read_records,
 )
-from vlmscale.data.synthetic import chance_levels, default_cache_dir, ensure_synthetic, split_paths
-from vlmscale.data.tokenizer import IMAGE_TOKEN, image_token_id, load_tokenizer
+from vlmscale.data.synthetic import chance_levels, ensure_synthetic, split_paths
+from vlmscale.data.tokenizer import image_token_id, load_tokenizer
 
 __all__ = [
     "IGNORE_INDEX",
@@ -35,9 +37,9 @@ __all__ = [
     "LlavaFormatError",
     "MissingImageError",
     "build_datasets",
-    "build_image_processor",
     "chance_levels",
     "collate",
+    "decode",
     "default_cache_dir",
     "encode_conversation",
     "encode_prompt",
@@ -46,21 +48,13 @@ __all__ = [
     "image_token_id",
     "load_tokenizer",
     "pad_sequences",
+    "process_image",
     "read_records",
     "split_paths",
     "stop_token_ids",
 ]
 
 SOURCES = ("synthetic", "llava")
-
-
-def _plain(value):
-    """OmegaConf containers (or any mapping/list) -> plain dicts/lists, without importing omegaconf."""
-    if isinstance(value, Mapping) or (hasattr(value, "items") and hasattr(value, "keys")):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
 
 
 def build_datasets(
@@ -106,20 +100,20 @@ def build_datasets(
         folder = ensure_synthetic(
             cache_dir,
             seed=seed,
-            sizes=_plain(sizes),
+            sizes=to_plain(sizes),
             image_size=image_size,
-            family_weights=_plain(family_weights),
+            family_weights=to_plain(family_weights),
             progress=progress,
         )
         out = {}
-        for split, n in {**{"train": 1, "val": 1, "test": 1}, **(_plain(sizes) or {})}.items():
+        for split, n in {**{"train": 1, "val": 1, "test": 1}, **(to_plain(sizes) or {})}.items():
             if n:
                 data_path, image_folder = split_paths(folder, split)
                 out[split] = LlavaDataset(data_path, image_folder, tokenizer, image_processor, **common)
         return out
 
     out = {}
-    for split, spec in (_plain(splits) or {}).items():
+    for split, spec in (to_plain(splits) or {}).items():
         if not spec:
             continue
         if "data_path" not in spec:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from vlmscale.data.conversation import IGNORE_INDEX
+from vlmscale.contract import IGNORE_INDEX
 
 
 def pad_sequences(

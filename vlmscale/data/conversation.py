@@ -17,7 +17,8 @@ With an image, every ``<image>`` placeholder is removed from the text and exactl
 the first user turn, as LLaVA does; text-only records lose any stray placeholder.
 
 :func:`encode_conversation` serves training data; :func:`encode_prompt` builds the same prompt from a bare
-``(question, has_image)`` for an eval runner, identical to a training record's ``prompt_ids``.
+``(question, has_image)`` for an eval runner, identical to a training record's ``prompt_ids``; generated ids
+come back to text through :func:`decode`, cut at :func:`stop_token_ids` (validation and eval alike).
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from vlmscale.data.tokenizer import IMAGE_TOKEN
+from vlmscale.contract import IGNORE_INDEX, IMAGE_TOKEN
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 PLAIN_USER = "USER: "
 PLAIN_ASSISTANT = " ASSISTANT:"
@@ -216,3 +216,13 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
         vocab = tokenizer.get_vocab()
         ids += [vocab[t] for t in _END_OF_TURN if t in vocab]
     return sorted(set(ids))
+
+
+def decode(tokens: torch.Tensor, tokenizer: PreTrainedTokenizerBase, stop_ids: Sequence[int]) -> list[str]:
+    """Generated ids [B, n] -> answer strings, each cut before its first stop token (eos / end-of-turn)."""
+    stop = set(int(i) for i in stop_ids)
+    out = []
+    for row in tokens.tolist():
+        cut = next((i for i, t in enumerate(row) if t in stop), len(row))
+        out.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+    return out

@@ -18,7 +18,6 @@ mean colour before the processor runs (LLaVA's ``pad``); ``"crop"`` leaves it to
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 from collections.abc import Sequence
@@ -58,28 +57,6 @@ def expand2square(img: Image.Image, background: tuple[int, int, int]) -> Image.I
     return out
 
 
-def build_image_processor(pretrained: str | None = None, image_size: int = 64):
-    """The vision tower's image processor: ``AutoImageProcessor`` for a hub tower, else a CLIP processor.
-
-    For a tower built from a config (``pretrained=None``) the processor resizes the shortest edge to
-    ``image_size``, centre-crops ``image_size`` square and normalises with CLIP's mean/std.
-    """
-    if pretrained:
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(pretrained)
-    import transformers
-
-    # transformers 5 without torchvision: use the PIL backend directly (the default class warns and falls back)
-    name = "CLIPImageProcessor"
-    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
-        name = "CLIPImageProcessorPil"
-    Processor = getattr(transformers, name)
-    return Processor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
-
-
 def processor_image_size(processor) -> tuple[int, int] | None:
     """``(H, W)`` of the processor's output, where it says (crop size, else a fixed size)."""
     for attr in ("crop_size", "size"):
@@ -92,9 +69,13 @@ def processor_image_size(processor) -> tuple[int, int] | None:
     return None
 
 
-def _mean_colour(processor) -> tuple[int, int, int]:
-    mean = getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5)
-    return tuple(int(round(float(m) * 255)) for m in mean)
+def process_image(img: Image.Image, image_processor, aspect_ratio: str = "pad") -> torch.Tensor:
+    """An RGB image -> ``pixel_values [3, H, W]``; ``pad`` first pads it to a square with the processor's mean
+    colour (LLaVA-1.5), ``crop`` leaves the resize and centre crop to the processor. Training and eval both."""
+    if aspect_ratio == "pad":
+        mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+        img = expand2square(img, tuple(int(round(float(m) * 255)) for m in mean))
+    return image_processor(images=img, return_tensors="pt")["pixel_values"][0]
 
 
 # --------------------------------------------------------------------------------------------------- records
@@ -240,9 +221,7 @@ class LlavaDataset(Dataset):
                 img = im.convert("RGB")
         except FileNotFoundError:
             raise MissingImageError(f"{self.data_path}: image not found: {path}") from None
-        if self.image_aspect_ratio == "pad":
-            img = expand2square(img, _mean_colour(self.image_processor))
-        return self.image_processor(images=img, return_tensors="pt")["pixel_values"][0]
+        return process_image(img, self.image_processor, self.image_aspect_ratio)
 
     def encode_text(self, index: int) -> dict:
         """The record's token ids (input_ids, labels, prompt_ids, query_ids, answer) without loading its image."""

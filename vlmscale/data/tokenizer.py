@@ -16,11 +16,11 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from vlmscale.data.synthetic import corpus_texts, default_cache_dir, params_key, publish_dir
+from vlmscale.contract import IMAGE_TOKEN, default_cache_dir
+from vlmscale.data.synthetic import corpus_texts, params_key, publish_dir
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "</s>"
 TOKENIZER_VERSION = 1

@@ -1,4 +1,4 @@
-"""Downstream evaluation: benchmark tasks (loaders + standard scorers), batched greedy generation, and the
+"""Downstream evaluation: benchmark tasks (loaders + official scorers), batched greedy generation, and the
 per-category errors (``error/reasoning``, ``error/ocr``, ``error/avg``) that land in each run's result.json.
 
     from vlmscale.eval import build_tasks, evaluate, update_result_json

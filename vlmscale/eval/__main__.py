@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vlmscale.contract import to_plain
 from vlmscale.eval.runner import evaluate_from_config, update_result_json
+from vlmscale.eval.tasks import scorings_from_config
 
 log = logging.getLogger("vlmscale.eval")
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-MODEL_KEYS = ("llm", "vision", "projector", "visual_tokens", "data", "paths")
+MODEL_KEYS = ("llm", "vision", "compressor", "projector", "visual_tokens", "data", "paths")
 
 
 def run_dir_of(ckpt: Path, run_dir: str | None) -> Path:
@@ -50,24 +52,10 @@ def effective_config(cfg: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def load_model(cfg: Mapping[str, Any], ckpt: Path, device: str = "cpu"):
-    """Tokenizer and VLM built from ``cfg`` (as in training), with the checkpoint's weights loaded."""
-    from vlmscale.data import load_tokenizer
-    from vlmscale.lit import init_from_checkpoint
-    from vlmscale.models import build_vlm
+    """Tokenizer and VLM built from ``cfg`` (as in training, `vlmscale.assemble`), the checkpoint's weights in."""
+    from vlmscale.assemble import build_model
 
-    llm = dict(cfg["llm"])
-    tokenizer = load_tokenizer(
-        llm.get("tokenizer") or llm.get("pretrained"), cache_dir=cfg["paths"]["cache_dir"]
-    )
-    vlm = build_vlm(
-        llm=llm,
-        vision=dict(cfg["vision"]),
-        projector=dict(cfg["projector"]),
-        visual_tokens=int(cfg["visual_tokens"]),
-        tokenizer=tokenizer,
-    )
-    loaded = init_from_checkpoint(vlm, ckpt)
-    log.info("loaded %s from %s", ", ".join(loaded), ckpt)
+    tokenizer, vlm = build_model(cfg, weights=ckpt)
     return tokenizer, vlm.to(device).eval()
 
 
@@ -92,6 +80,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
     metrics = evaluate_from_config(plain, vlm, tokenizer, out_dir, names=names, limit=plain.get("limit"))
     if plain.get("update_result", True) and (run_dir / "result.json").exists():
         info = {"tasks": names, "limit": plain.get("limit"), "ckpt": str(ckpt), "out_dir": str(out_dir)}
+        info["scoring"] = scorings_from_config(plain.get("eval") or {}, names)  # which rule gave each error
         update_result_json(run_dir, metrics, info)
         log.info("updated %s", run_dir / "result.json")
     for key, value in metrics.items():
@@ -101,7 +90,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> dict[str, float]:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = to_plain(cfg)
     resolved.pop("hydra", None)
     return run(resolved)
 

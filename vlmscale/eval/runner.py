@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from vlmscale.contract import IGNORE_INDEX
+
 from .tasks import CATEGORIES, Sample, Task, build_tasks, open_image
 
 log = logging.getLogger("vlmscale.eval")
@@ -34,18 +36,8 @@ log = logging.getLogger("vlmscale.eval")
 # ------------------------------------------------------------------------------------------- generation
 
 
-def _pixel_values(image, image_processor, aspect_ratio: str) -> torch.Tensor:
-    from vlmscale.data import expand2square
-
-    img = open_image(image)
-    if aspect_ratio == "pad":  # LLaVA-1.5: pad to a square with the processor's mean colour
-        mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
-        img = expand2square(img, tuple(int(round(float(m) * 255)) for m in mean))
-    return image_processor(images=img, return_tensors="pt")["pixel_values"][0]
-
-
 def _items(samples: Sequence[Sample], tokenizer, image_processor, system_prompt, aspect_ratio) -> list[dict]:
-    from vlmscale.data import encode_prompt
+    from vlmscale.data import encode_prompt, process_image
 
     items = []
     for s in samples:
@@ -53,9 +45,11 @@ def _items(samples: Sequence[Sample], tokenizer, image_processor, system_prompt,
         enc = encode_prompt(tokenizer, s.question, has_image=has_image, system=system_prompt)
         items.append(
             {
-                "pixel_values": _pixel_values(s.image, image_processor, aspect_ratio) if has_image else None,
+                "pixel_values": process_image(open_image(s.image), image_processor, aspect_ratio)
+                if has_image
+                else None,
                 "input_ids": enc["prompt_ids"],
-                "labels": torch.full_like(enc["prompt_ids"], -100),
+                "labels": torch.full_like(enc["prompt_ids"], IGNORE_INDEX),
                 "query_ids": enc["query_ids"],
                 "prompt_ids": enc["prompt_ids"],
                 "answer": "",
@@ -64,16 +58,6 @@ def _items(samples: Sequence[Sample], tokenizer, image_processor, system_prompt,
             }
         )
     return items
-
-
-def decode(tokens: torch.Tensor, tokenizer, stop_ids: Sequence[int]) -> list[str]:
-    """Generated ids -> answer strings, each cut before its first stop token (eos / end-of-turn)."""
-    stop = set(int(i) for i in stop_ids)
-    out = []
-    for row in tokens.tolist():
-        cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-        out.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return out
 
 
 @torch.no_grad()
@@ -93,7 +77,7 @@ def generate_answers(
     """Greedy answers for ``samples`` (in their order). Batches group prompts of similar length."""
     from tqdm.auto import tqdm
 
-    from vlmscale.data import collate, stop_token_ids
+    from vlmscale.data import collate, decode, stop_token_ids
     from vlmscale.data.llava import processor_image_size
 
     if not samples:
@@ -261,7 +245,7 @@ def tasks_from_config(
         root = synthetic_root(data_cfg)
         if root is not None:
             catalog.setdefault("synthetic", {})["root"] = root
-    return build_tasks(names, catalog)
+    return build_tasks(names, catalog, data_dir=eval_cfg.get("data_dir"), scoring=eval_cfg.get("scoring"))
 
 
 def evaluate_from_config(

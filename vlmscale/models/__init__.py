@@ -1,20 +1,23 @@
-"""Model core: vision tower, token compressors, projectors, LLM wrapper and the assembled VLM (no Lightning)."""
+"""Model core: vision tower, connector (token compressor + projector), LLM wrapper and the assembled VLM.
 
-from .compressors import COMPRESSORS, AvgPool, QueCCNoQuery, build_compressor, register_compressor
-from .llm import IGNORE_INDEX, LanguageModel, SplicedInputs, build_llm
-from .projectors import MLPS, Projector, build_mlp, build_projector, register_mlp
+Plain nn.Modules: nothing here imports Lightning or Hydra (tests/test_imports.py checks it)."""
+
+from .compressors import COMPRESSORS, AvgPool, Compressor, QueCCNoQuery, build_compressor, register_compressor
+from .connector import Connector, build_connector
+from .dtypes import resolve_dtype
+from .llm import LanguageModel, SplicedInputs, build_llm
+from .projectors import PROJECTORS, build_projector, register_projector
 from .quecc import QueCC, kernel_for_tokens, valid_token_counts
 from .vision import VisionFeatures, VisionTower, build_vision_tower
-from .vlm import IMAGE_TOKEN, VisionLanguageModel, VLMOutput, build_vlm
+from .vlm import VisionLanguageModel, VLMOutput, build_vlm
 
 __all__ = [
     "COMPRESSORS",
-    "IGNORE_INDEX",
-    "IMAGE_TOKEN",
-    "MLPS",
+    "PROJECTORS",
     "AvgPool",
+    "Compressor",
+    "Connector",
     "LanguageModel",
-    "Projector",
     "QueCC",
     "QueCCNoQuery",
     "SplicedInputs",
@@ -23,13 +26,14 @@ __all__ = [
     "VisionLanguageModel",
     "VisionTower",
     "build_compressor",
+    "build_connector",
     "build_llm",
-    "build_mlp",
     "build_projector",
     "build_vision_tower",
     "build_vlm",
     "kernel_for_tokens",
     "register_compressor",
-    "register_mlp",
+    "register_projector",
+    "resolve_dtype",
     "valid_token_counts",
 ]

@@ -1,19 +1,60 @@
-"""Token compressors that can precede the projector MLP, and their registry.
+"""Token compressors (the first half of the Connector, before the projector), their interface and registry.
 
 Every compressor has the same constructor signature (vision width, multi-level width, query width, grid,
 visual_tokens, options) and accepts exactly the T values a G x G grid tiles into, so a sweep over T can swap
 compressors freely. ``forward(patches, multilevel, query) -> [B, T, out_width]``.
+
+Adding one: a class here (or in its own module, like QueCC) decorated with ``@register_compressor("name")``
+that satisfies :class:`Compressor`, and ``conf/compressor/<name>.yaml`` with its options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .quecc import QueCC, kernel_for_tokens
+
+
+@runtime_checkable
+class Compressor(Protocol):
+    """What the Connector and the FLOP count rely on; :func:`check_compressor` enforces it at build time."""
+
+    uses_query: bool  # needs the question's LLM state (the QueCC query pass runs only then)
+    uses_multilevel: bool  # needs the tower's concatenated multi-layer features
+
+    @property
+    def out_width(self) -> int:  # channels of the [B, T, C] output, the projector's input width
+        ...
+
+    def flops(self) -> float:  # matmul FLOPs for one image
+        ...
+
+    def __call__(
+        self, patches: torch.Tensor, multilevel: torch.Tensor | None = None, query: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+
+def check_compressor(compressor: object, name: str) -> None:
+    """Raise a TypeError naming what ``compressor`` lacks of the :class:`Compressor` interface."""
+    problems = []
+    for flag in ("uses_query", "uses_multilevel"):
+        if not isinstance(getattr(compressor, flag, None), bool):
+            problems.append(f"`{flag}` must be a bool")
+    if not isinstance(getattr(compressor, "out_width", None), int):
+        problems.append("`out_width` must be an int (property or attribute)")
+    if not callable(getattr(compressor, "flops", None)):
+        problems.append("`flops()` must be a method returning the FLOPs for one image")
+    if problems or not isinstance(compressor, Compressor):
+        raise TypeError(
+            f"compressor {name!r} ({type(compressor).__name__}) does not implement the Compressor interface: "
+            f"{'; '.join(problems) or 'not callable'} (see vlmscale/models/compressors.py)"
+        )
+
 
 COMPRESSORS: dict[str, type[nn.Module]] = {}
 
@@ -33,26 +74,8 @@ register_compressor("quecc")(QueCC)
 class QueCCNoQuery(QueCC):
     """QueCC without the text query (TokenPacker-like): isolates what the question contributes."""
 
-    def __init__(
-        self,
-        vision_width: int,
-        multilevel_width: int,
-        query_width: int,
-        grid: int,
-        visual_tokens: int,
-        num_heads: int = 8,
-        eps: float = 1e-6,
-    ) -> None:
-        super().__init__(
-            vision_width,
-            multilevel_width,
-            query_width,
-            grid,
-            visual_tokens,
-            num_heads,
-            use_query=False,
-            eps=eps,
-        )
+    def __init__(self, *args, **options) -> None:  # QueCC's arguments (num_heads, eps), never a query
+        super().__init__(*args, use_query=False, **options)
 
 
 @register_compressor("avgpool")
@@ -103,5 +126,12 @@ def build_compressor(
     **options,
 ) -> nn.Module:
     if name not in COMPRESSORS:
-        raise ValueError(f"unknown compressor {name!r}; registered: {sorted(COMPRESSORS)}")
-    return COMPRESSORS[name](vision_width, multilevel_width, query_width, grid, visual_tokens, **options)
+        raise ValueError(
+            f"unknown compressor {name!r}; registered: {sorted(COMPRESSORS)} (config group `compressor=`, "
+            "or `compressor=none` for all G x G patches)"
+        )
+    compressor = COMPRESSORS[name](
+        vision_width, multilevel_width, query_width, grid, visual_tokens, **options
+    )
+    check_compressor(compressor, name)
+    return compressor

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .vision import resolve_dtype, to_plain
+from vlmscale.contract import IGNORE_INDEX, to_plain
 
-IGNORE_INDEX = -100
+from .dtypes import resolve_dtype
 
 
 @dataclass

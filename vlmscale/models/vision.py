@@ -15,6 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from vlmscale.contract import to_plain
+
+from .dtypes import resolve_dtype
+
 # Vision-only model class per config model_type. A full CLIP/SigLIP checkpoint (text + vision) loads its vision
 # half through these classes, so the text tower is never built.
 _VISION_MODEL_CLASSES = {
@@ -33,26 +37,6 @@ class VisionFeatures:
     patches: torch.Tensor  # [B, grid * grid, hidden_size], the selected layer
     multilevel: torch.Tensor | None  # [B, grid * grid, multilevel_size], or None when not requested
     grid: int
-
-
-def to_plain(obj: Any) -> Any:
-    """Turn nested mappings/sequences (e.g. OmegaConf containers) into dicts and lists, without importing Hydra."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
-        return [to_plain(v) for v in obj]
-    return obj
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype).replace("torch.", ""), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. float32, bfloat16, float16")
-    return resolved
 
 
 def _family(model_type: str) -> str:
@@ -142,7 +126,9 @@ def _processor_class(family: str):
     return getattr(transformers, name)
 
 
-def _default_image_processor(family: str, image_size: int):
+def default_image_processor(family: str, image_size: int):
+    """The processor of a tower built from a config: resize + centre crop to ``image_size``, the family's
+    normalisation (CLIP or SigLIP)."""
     cls = _processor_class(family)
     if family == "siglip":
         return cls(size={"height": image_size, "width": image_size})
@@ -178,7 +164,7 @@ def build_vision_tower(
         cls = getattr(transformers, _VISION_MODEL_CLASSES.get(model_type, "AutoModel"))
         encoder = cls._from_config(hf_config, dtype=torch_dtype)
         processor = (
-            _default_image_processor(_family(model_type), hf_config.image_size) if image_processor else None
+            default_image_processor(_family(model_type), hf_config.image_size) if image_processor else None
         )
     else:
         raise ValueError("vision tower needs either `pretrained` (HF name or path) or `config`")

@@ -1,4 +1,4 @@
-"""VisionLanguageModel: vision tower -> projector (optional compressor + MLP) -> LLM, LLaVA-style.
+"""VisionLanguageModel: vision tower -> connector (optional compressor + projector) -> LLM, LLaVA-style.
 
 ``forward`` returns the LM loss over answer tokens; ``generate`` decodes greedily with a KV cache from
 left-padded prompts. Rows without an image (``has_image`` False, or no ``<image>`` token) get no visual tokens.
@@ -14,11 +14,10 @@ import torch
 from torch import nn
 
 from .. import flops
+from ..contract import IMAGE_TOKEN
+from .connector import Connector, build_connector
 from .llm import LanguageModel, build_llm
-from .projectors import Projector, build_projector
 from .vision import VisionTower, build_vision_tower
-
-IMAGE_TOKEN = "<image>"
 
 
 @dataclass
@@ -33,7 +32,7 @@ class VisionLanguageModel(nn.Module):
     def __init__(
         self,
         vision: VisionTower,
-        projector: Projector,
+        connector: Connector,
         llm: LanguageModel,
         image_token_id: int,
         pad_token_id: int,
@@ -41,7 +40,7 @@ class VisionLanguageModel(nn.Module):
     ) -> None:
         super().__init__()
         self.vision = vision
-        self.projector = projector
+        self.connector = connector
         self.llm = llm
         self.image_token_id = int(image_token_id)
         self.pad_token_id = int(pad_token_id)
@@ -49,7 +48,7 @@ class VisionLanguageModel(nn.Module):
 
     @property
     def visual_tokens(self) -> int:
-        return self.projector.visual_tokens
+        return self.connector.visual_tokens
 
     def image_rows(self, input_ids: torch.Tensor, has_image: torch.Tensor | None) -> torch.Tensor:
         """Rows that get visual tokens: flagged as having an image and holding exactly one ``<image>``."""
@@ -70,13 +69,13 @@ class VisionLanguageModel(nn.Module):
         query_attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Images (+ their questions, for QueCC) -> [B, T, llm_width] visual embeddings."""
-        features = self.vision(pixel_values, multilevel=self.projector.needs_multilevel)
+        features = self.vision(pixel_values, multilevel=self.connector.needs_multilevel)
         query = None
-        if self.projector.needs_query:
+        if self.connector.needs_query:
             if query_ids is None:
-                raise ValueError(f"projector {self.projector.name!r} needs query_ids (the question text)")
+                raise ValueError(f"connector {self.connector.name!r} needs query_ids (the question text)")
             query = self.llm.query_features(query_ids, query_attention_mask)
-        return self.projector(features, query).to(self.llm.dtype)
+        return self.connector(features, query).to(self.llm.dtype)
 
     def _splice(
         self,
@@ -196,11 +195,15 @@ class VisionLanguageModel(nn.Module):
 def build_vlm(
     llm: Mapping[str, Any],
     vision: Mapping[str, Any],
+    compressor: Mapping[str, Any],
     projector: Mapping[str, Any],
     visual_tokens: int,
     tokenizer: Any,
 ) -> VisionLanguageModel:
-    """Build the three parts from their config dicts (YAML keys = builder kwargs) around ``tokenizer``."""
+    """Build the parts from their config dicts (YAML keys = builder kwargs) around ``tokenizer``.
+
+    ``compressor`` is ``{"name": ..., **options}`` (conf/compressor/), ``projector`` is ``{"name": ...}``
+    (conf/projector/)."""
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_token_id is None or image_token_id == tokenizer.unk_token_id:
         raise ValueError(f"tokenizer has no {IMAGE_TOKEN} token; add it as a special token first")
@@ -214,8 +217,11 @@ def build_vlm(
     if len(tokenizer) > vocab or (random_init and len(tokenizer) != vocab):
         # Mean-resizing only helps trained embeddings; random ones are just re-drawn.
         lm.model.resize_token_embeddings(len(tokenizer), mean_resizing=not random_init)
-    proj = build_projector(
-        **dict(projector),
+    compressor_options = dict(compressor)
+    connector = build_connector(
+        compressor_options.pop("name"),
+        dict(projector)["name"],
+        **compressor_options,
         visual_tokens=int(visual_tokens),
         vision_width=tower.hidden_size,
         multilevel_width=tower.multilevel_size,
@@ -223,5 +229,5 @@ def build_vlm(
         grid=tower.grid,
     )
     return VisionLanguageModel(
-        tower, proj, lm, image_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id
+        tower, connector, lm, image_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id
     )

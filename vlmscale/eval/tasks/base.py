@@ -1,6 +1,7 @@
-"""What a task is: evaluation samples, a loader for the benchmark's usual distribution format, a scorer.
+"""What a benchmark is: its declaration (`Benchmark`: loader, scorings, defaults), a runnable `Task` and its
+`Sample`s.
 
-A `Task` turns a benchmark folder into `Sample`s (question text already carrying the task's answer prompt)
+Each module under ``eval/tasks/`` declares one ``BENCHMARK = Benchmark(...)``; the package finds them. A `Task` turns a benchmark folder into `Sample`s (question text already carrying the task's answer prompt)
 and scores the model's predictions for them, returning metrics that always include ``error`` in [0, 1],
 ``n`` and ``n_unparseable`` (predictions that could not be read as an answer; they count as wrong), plus
 ``categories``: {category: error} for the category averages (one entry for most tasks; the synthetic suite
@@ -54,6 +55,10 @@ class BenchmarkNotFoundError(FileNotFoundError):
     """A benchmark folder or file is missing: the message names the task, the layout and what to set."""
 
 
+class SampleError(ValueError):
+    """A sample a scorer cannot use (references not a list of strings, metadata missing): names the sample."""
+
+
 def open_image(image: str | bytes | Path):
     """A PIL RGB image from a path or encoded bytes."""
     from PIL import Image
@@ -99,7 +104,46 @@ def with_prompt(question: str, prompt: str | None) -> str:
 
 
 Loader = Callable[["Task"], list[Sample]]
-Scorer = Callable[["Task", list[Sample], list[str]], tuple[dict[str, Any], list[dict[str, Any]]]]
+Scorer = Callable[["Task", list[Sample], list[Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Everything vlmscale knows about one benchmark, declared once in its module (``BENCHMARK = ...``).
+
+    ``scorings`` maps a scoring name to its scorer: ``official`` reproduces the benchmark's official script,
+    ``lenient`` is vlmscale's more tolerant variant (opt-in). ``folder`` is the task folder's name under
+    the folder holding all benchmarks (``eval.data_dir``); ``layout`` describes its expected contents.
+    """
+
+    name: str
+    loader: Loader
+    scorings: Mapping[str, Scorer]
+    category: str
+    layout: str
+    prompt: str | None = SHORT_ANSWER_PROMPT
+    max_new_tokens: int = 16
+    folder: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    default_scoring: str = "official"
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise ValueError(
+                f"benchmark {self.name!r}: category must be one of {CATEGORIES}, got {self.category!r}"
+            )
+        if self.default_scoring not in self.scorings:
+            raise ValueError(
+                f"benchmark {self.name!r}: default scoring {self.default_scoring!r} is not declared"
+            )
+
+    def scorer(self, scoring: str) -> Scorer:
+        if scoring not in self.scorings:
+            raise ValueError(
+                f"task {self.name!r} has no scoring {scoring!r}; it has: {', '.join(sorted(self.scorings))} "
+                f"(set eval.scoring, e.g. eval.scoring={{{self.name}: {self.default_scoring}}})"
+            )
+        return self.scorings[scoring]
 
 
 @dataclass
@@ -121,6 +165,7 @@ class Task:
     layout: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     config_key: str = ""
+    scoring: str = "official"
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
@@ -130,12 +175,13 @@ class Task:
 
     # -- files ---------------------------------------------------------------------------------------------
     def _missing(self, what: str) -> BenchmarkNotFoundError:
-        key = self.config_key or f"eval.catalog.{self.name}.root"
+        key = self.config_key or f"++eval.catalog.{self.name}.root"  # ++: add or override
         return BenchmarkNotFoundError(
             f"task {self.name!r}: {what} not found.\n"
             f"Expected layout under the task folder:\n{self.layout}\n"
-            f"Set the folder with the config key `{key}=/path/to/{self.name}` or put it at "
-            f"${EVAL_DIR_ENV}/{self.name} (environment variable {EVAL_DIR_ENV}, the folder holding all benchmarks)."
+            f"Set the folder with `{key}=/path/to/{self.name}`, or put it at <eval.data_dir>/{self.name} "
+            f"(eval.data_dir defaults to ${EVAL_DIR_ENV}, the environment variable naming the folder that "
+            "holds all benchmarks)."
         )
 
     @property
@@ -170,9 +216,34 @@ class Task:
         """(metrics, per-sample records). Metrics hold ``error``, ``n``, ``n_unparseable``, ``categories``."""
         if len(samples) != len(predictions):
             raise ValueError(f"task {self.name!r}: {len(samples)} samples but {len(predictions)} predictions")
+        for sample in samples:
+            self.check_references(sample)
         metrics, records = self.scorer(self, list(samples), list(predictions))
         metrics.setdefault("categories", {self.category: metrics["error"]})
+        metrics["scoring"] = self.scoring
         return metrics, records
+
+    def check_references(self, sample: Sample) -> list[str]:
+        refs = sample.references
+        if isinstance(refs, str | bytes) or not isinstance(refs, Sequence) or not refs:
+            raise SampleError(
+                f"task {self.name!r}, sample {sample.id!r}: references must be a non-empty list of strings, "
+                f"got {refs!r}"
+            )
+        if not all(isinstance(r, str) for r in refs):
+            raise SampleError(
+                f"task {self.name!r}, sample {sample.id!r}: references must be strings, got {refs!r}"
+            )
+        return list(refs)
+
+    def meta(self, sample: Sample, name: str) -> Any:
+        """``sample.meta[name]``, or an error naming the task, the sample and the missing field."""
+        if name not in sample.meta:
+            raise SampleError(
+                f"task {self.name!r}, sample {sample.id!r}: metadata field {name!r} is missing "
+                f"(the {self.name} loader sets it; samples built by hand must too)"
+            )
+        return sample.meta[name]
 
 
 def limit_samples(samples: list[Sample], limit: int) -> list[Sample]:
@@ -186,22 +257,26 @@ def limit_samples(samples: list[Sample], limit: int) -> list[Sample]:
     return [s for s in samples if str(s.meta.get("group", s.id)) in keep]
 
 
-def simple_scorer(
-    score_one: Callable[[str, Sample], float | None],
-) -> Scorer:
-    """A scorer averaging a per-question score; ``score_one`` returns None for an unparseable answer."""
+def is_answer(pred: Any) -> bool:
+    """A prediction that is text with something in it (else it counts as unparseable, and wrong)."""
+    return isinstance(pred, str) and bool(pred.strip())
 
-    def scorer(task: Task, samples: list[Sample], predictions: list[str]):
+
+def simple_scorer(score_one: Callable[[Any, Sample], float | None], name: str = "score") -> Scorer:
+    """A scorer averaging a per-question score (reported as ``name``); ``score_one`` returns None for an
+    answer it cannot parse. Empty and non-text predictions are unparseable; their score is the scorer's."""
+
+    def scorer(task: Task, samples: list[Sample], predictions: list[Any]):
         records, total, unparseable = [], 0.0, 0
         for sample, pred in zip(samples, predictions):
             value = score_one(pred, sample)
-            parsed = value is not None
-            value = float(value) if parsed else 0.0
+            parsed = value is not None and is_answer(pred)
+            value = float(value or 0.0)
             unparseable += not parsed
             total += value
             records.append({"id": sample.id, "prediction": pred, "score": value, "parsed": parsed})
         n = len(samples)
         accuracy = total / n if n else 0.0
-        return {"score": accuracy, "error": 1.0 - accuracy, "n": n, "n_unparseable": unparseable}, records
+        return {name: accuracy, "error": 1.0 - accuracy, "n": n, "n_unparseable": unparseable}, records
 
     return scorer

@@ -12,9 +12,9 @@ from collections import defaultdict
 from typing import Any
 
 from .. import scorers
-from .base import IMAGE_PLACEHOLDER, Sample, Task, with_prompt
+from .base import IMAGE_PLACEHOLDER, Benchmark, Sample, Task, is_answer, with_prompt
 
-LAYOUT_SYNTHETIC = """  <split>.json          LLaVA-format records: {"id", "image": "<split>/<n>.png", "category": "reasoning"|"ocr",
+LAYOUT = """  <split>.json          LLaVA-format records: {"id", "image": "<split>/<n>.png", "category": "reasoning"|"ocr",
                          "conversations": [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": ...}]}
   images/<split>/<n>.png (the folder vlmscale.data.synthetic.ensure_synthetic returns)"""
 
@@ -26,7 +26,7 @@ def _first_turns(record: dict[str, Any]) -> tuple[str, str]:
     return human, answer
 
 
-def load_synthetic(task: Task) -> list[Sample]:
+def load(task: Task) -> list[Sample]:
     split = task.options.get("split", "test")
     path = task.file(f"{split}.json")
     records = json.loads(path.read_text())
@@ -47,21 +47,22 @@ def load_synthetic(task: Task) -> list[Sample]:
     return samples
 
 
-def score_synthetic(task: Task, samples: list[Sample], predictions: list[str]):
-    """Exact match (VQA normalisation); ``categories`` holds the error of each record category, and
-    ``error`` the mean of those (the same convention as ``error/avg``)."""
+def score(task: Task, samples: list[Sample], predictions: list[Any]):
+    """The suite's own rule: exact match after `scorers.normalize_answer`; ``categories`` holds the error of
+    each record category, ``error`` their mean (the same convention as ``error/avg``)."""
     by_cat: dict[str, list[float]] = defaultdict(list)
     by_family: dict[str, list[float]] = defaultdict(list)
     records, unparseable = [], 0
     for s, pred in zip(samples, predictions):
-        parsed = bool(str(pred).strip())
+        parsed = is_answer(pred)
         unparseable += not parsed
         score = scorers.exact_match(pred, s.references) if parsed else 0.0
-        by_cat[s.meta["category"]].append(score)
+        category = task.meta(s, "category")
+        by_cat[category].append(score)
         if s.meta.get("family"):
             by_family[s.meta["family"]].append(score)
         records.append(
-            {"id": s.id, "prediction": pred, "score": score, "parsed": parsed, "category": s.meta["category"]}
+            {"id": s.id, "prediction": pred, "score": score, "parsed": parsed, "category": category}
         )
     categories = {c: 1.0 - sum(v) / len(v) for c, v in sorted(by_cat.items())}
     n = len(samples)
@@ -75,3 +76,16 @@ def score_synthetic(task: Task, samples: list[Sample], predictions: list[str]):
         "n_unparseable": unparseable,
     }
     return metrics, records
+
+
+# The suite is vlmscale's own benchmark: its rule is its official scoring.
+BENCHMARK = Benchmark(
+    name="synthetic",
+    loader=load,
+    scorings={"official": score},
+    category="reasoning",  # per-record categories (reasoning / ocr) split this task's error
+    layout=LAYOUT,
+    prompt=None,
+    max_new_tokens=8,
+    options={"split": "test"},
+)

@@ -1,0 +1,169 @@
+"""From a config to a model and back from checkpoints, with no Lightning and no Hydra.
+
+One home for what training (`vlmscale.build`, `vlmscale.train`) and evaluation (`python -m vlmscale.eval`)
+both need: the config check (old spellings), tokenizer + VLM from the config groups, loading a checkpoint's
+weights into a built model (a stage hand-over with ``init_from``, or the model to evaluate), the resume
+checkpoint of a run folder, and which frozen weights a checkpoint may leave out.
+
+A config is a composed Hydra config or the same thing as a plain dict (a run's ``result.json`` ``config``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from vlmscale.contract import to_plain
+
+log = logging.getLogger("vlmscale.assemble")
+
+PARTS = ("vision", "connector", "llm")  # the VLM's submodules, in build order; checkpoint keys "vlm.<part>."
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+
+# Checkpoints written before the Connector rename: the container was "projector" and its MLP "mlp".
+_OLD_KEY_PREFIXES = {
+    "vlm.projector.compressor.": "vlm.connector.compressor.",
+    "vlm.projector.mlp.": "vlm.connector.projector.",
+}
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+    """Refuse configs that cannot mean what they say, with the fix: old spellings such as ``projector=quecc``
+    (conf/projector/quecc.yaml carries ``renamed_to``) and a config without a ``compressor`` group."""
+    projector = cfg.get("projector") or {}
+    if projector.get("renamed_to"):
+        raise ValueError(
+            f"projector={projector.get('name')} no longer exists: the compressor is its own config group; "
+            f"use `{projector['renamed_to']}`"
+        )
+    if "mlp" in projector:  # a run config (result.json) written before the split
+        old = projector.get("compressor") or "none"
+        raise ValueError(
+            f"this config is from before the compressor/projector split (projector={projector.get('name')}); "
+            f"use `compressor={old} projector={projector['mlp']}` (with python -m vlmscale.eval: "
+            "use_run_config=false and those two overrides)"
+        )
+    if not cfg.get("compressor"):
+        raise ValueError(
+            "the config has no `compressor` group: add compressor=quecc (or quecc_noquery, avgpool, none) "
+            "next to projector=mlp2x_gelu (or linear, identity)"
+        )
+
+
+def build_tokenizer(cfg: Mapping[str, Any]):
+    from vlmscale.data import load_tokenizer
+
+    llm = cfg["llm"]
+    return load_tokenizer(llm.get("tokenizer") or llm.get("pretrained"), cache_dir=cfg["paths"]["cache_dir"])
+
+
+def build_model(cfg: Mapping[str, Any], weights: str | Path | None = None) -> tuple[Any, Any]:
+    """Tokenizer and VisionLanguageModel built from the config groups (llm, vision, compressor, projector)
+    and ``visual_tokens``; then, when given, ``weights`` (a checkpoint) loaded into it."""
+    from vlmscale.models import build_vlm
+
+    check_config(cfg)
+    tokenizer = build_tokenizer(cfg)
+    vlm = build_vlm(
+        llm=to_plain(cfg["llm"]),
+        vision=to_plain(cfg["vision"]),
+        compressor=to_plain(cfg["compressor"]),
+        projector=to_plain(cfg["projector"]),
+        visual_tokens=int(cfg["visual_tokens"]),
+        tokenizer=tokenizer,
+    )
+    if weights:
+        loaded = load_weights(vlm, weights)
+        log.info("initialised %s from %s", ", ".join(loaded), weights)
+    return tokenizer, vlm
+
+
+def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys of checkpoints from before the Connector rename, mapped to today's names (others unchanged)."""
+    out = {}
+    for key, value in state.items():
+        for old, new in _OLD_KEY_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
+
+
+def load_weights(vlm: Any, ckpt_path: str | Path) -> list[str]:
+    """Copy what a checkpoint holds of ``vlm`` into it: always the connector (compressor + projector), and the
+    LLM / tower too when they were randomly initialised and so stored. Returns the parts loaded.
+
+    Loaded with ``weights_only=True``: a checkpoint is data, never code."""
+    import torch
+
+    path = Path(ckpt_path)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a DeepSpeed (sharded) checkpoint folder; convert it first with "
+            "lightning.pytorch.utilities.deepspeed.convert_zero_checkpoint_to_fp32_state_dict and pass the file"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} not found; set init_from=<pretrain run dir>/checkpoints/last.ckpt"
+        )
+    state = upgrade_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    loaded = []
+    for part in PARTS:
+        prefix = f"vlm.{part}."
+        part_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if part_state:
+            getattr(vlm, part).load_state_dict(part_state, strict=True)
+            loaded.append(part)
+    if "connector" not in loaded:
+        raise ValueError(f"{path} holds no connector weights (keys starting with 'vlm.connector.')")
+    return loaded
+
+
+def reloadable_parts(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Parts loaded by name again (``pretrained`` set): their frozen weights need not fill checkpoints."""
+    return tuple(part for part in ("vision", "llm") if cfg[part].get("pretrained"))
+
+
+def frozen_state_keys(vlm: Any, parts: Iterable[str], prefix: str = "vlm.") -> set[str]:
+    """State-dict keys (under ``prefix``) of the frozen weights of ``parts``: what a checkpoint may leave out.
+
+    From state_dict, not named_parameters: a tied lm_head shares the embedding tensor and is listed once by
+    named_parameters, but stored under both names."""
+    return {
+        key
+        for part in parts
+        for key, value in getattr(vlm, part).state_dict(prefix=f"{prefix}{part}.", keep_vars=True).items()
+        if not value.requires_grad
+    }
+
+
+def resume_checkpoint(cfg: Mapping[str, Any], run_dir: Path, expected_hash: str) -> str | None:
+    """The checkpoint to continue from: resume=auto -> <run_dir>/checkpoints/last.ckpt when it exists (a file,
+    or a DeepSpeed folder), resume=never -> none, else the given path. A checkpoint stamped with another
+    config hash is refused: continuing it would report an old model under the new config."""
+    mode = cfg.get("resume", "auto")
+    if mode in (None, "never", False):
+        return None
+    if mode == "auto":
+        path = Path(run_dir) / LAST_CKPT
+        if not path.exists():
+            return None
+    else:
+        path = Path(str(mode))
+        if not path.exists():
+            raise FileNotFoundError(
+                f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
+            )
+    if path.is_file():
+        import torch
+
+        stamp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("vlmscale_config_hash")
+        if stamp is not None and stamp != expected_hash:
+            raise ValueError(
+                f"{path} was written by a run with config hash {stamp}, this run's config hashes to "
+                f"{expected_hash}: pass resume=never to start over in {run_dir}, or use another run folder"
+            )
+    return str(path)
