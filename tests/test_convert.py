@@ -10,13 +10,13 @@ import torch
 import yaml
 from torch import nn
 
+from vlmscale.assemble import load_weights
 from vlmscale.convert import main, seed_quecc_state
-from vlmscale.lit import init_from_checkpoint
 from vlmscale.models import (
     VisionFeatures,
     VisionLanguageModel,
+    build_connector,
     build_llm,
-    build_projector,
     build_vision_tower,
 )
 
@@ -73,10 +73,9 @@ def tiny_vlm():
     torch.manual_seed(0)
     tower = build_vision_tower(**conf("vision", "tiny-clip"), image_processor=False)
     llm = build_llm(**conf("llm", "tiny-xs"))
-    projector = build_projector(
-        name="quecc",
-        compressor="quecc",
-        mlp="mlp2x_gelu",
+    connector = build_connector(
+        "quecc",
+        "mlp2x_gelu",
         num_heads=8,
         visual_tokens=16,
         vision_width=tower.hidden_size,
@@ -84,7 +83,7 @@ def tiny_vlm():
         llm_width=llm.hidden_size,
         grid=tower.grid,
     )
-    return VisionLanguageModel(tower, projector, llm, image_token_id=1, pad_token_id=0)
+    return VisionLanguageModel(tower, connector, llm, image_token_id=1, pad_token_id=0)
 
 
 def seed_projector(vlm) -> nn.Sequential:
@@ -119,12 +118,12 @@ def test_converted_reference_checkpoint_gives_the_same_visual_tokens(tiny_vlm, t
     torch.save({f"model.mm_projector.{k}": v for k, v in seed.state_dict().items()}, src)
 
     assert main(["seed-quecc", str(src), str(dst)]) == 0
-    assert init_from_checkpoint(tiny_vlm, dst) == ["projector"]  # strict: every name and shape matches
+    assert load_weights(tiny_vlm, dst) == ["connector"]  # strict: every name and shape matches
 
     patches, multilevel, query = inputs(tiny_vlm)
     with torch.no_grad():
         expected = seed((multilevel, query[:, None], patches))
-        got = tiny_vlm.projector.eval()(VisionFeatures(patches, multilevel, tiny_vlm.vision.grid), query)
+        got = tiny_vlm.connector.eval()(VisionFeatures(patches, multilevel, tiny_vlm.vision.grid), query)
     assert got.shape == (3, 16, tiny_vlm.llm.hidden_size)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -137,7 +136,7 @@ def test_key_bias_is_dropped_because_softmax_ignores_it(tiny_vlm):
     torch.testing.assert_close(
         state["compressor.attn.v_proj.bias"], seed[0].clip_attn.in_proj_bias[2 * width :], rtol=0, atol=0
     )
-    assert set(state) == set(tiny_vlm.projector.state_dict())
+    assert set(state) == set(tiny_vlm.connector.state_dict())
 
 
 def test_not_a_quecc_checkpoint_is_a_clear_error(tmp_path):

@@ -6,12 +6,13 @@
 ``seed-quecc``: a QueCC projector checkpoint of the paper's reference implementation (LLaVA's
 ``mm_projector.bin`` layout: ``text_projection``, ``q_proj``/``k_proj``/``v_proj`` feature MLPs, the depthwise
 ``q_downsample`` conv, ``clip_attn`` as one ``nn.MultiheadAttention``, then the two-layer GELU MLP) mapped onto
-vlmscale's parameter names (:class:`vlmscale.models.QueCC` inside a :class:`vlmscale.models.Projector`).
+vlmscale's parameter names (:class:`vlmscale.models.QueCC` and the projector inside a
+:class:`vlmscale.models.Connector`).
 
 ``deepspeed``: a DeepSpeed (ZeRO-2/3) checkpoint folder, as Lightning writes it, consolidated into one fp32
 file (Lightning's ``convert_zero_checkpoint_to_fp32_state_dict``), keeping vlmscale's ``vlm.*`` names.
 
-Both write ``{"state_dict": {"vlm.projector...": tensor, ...}}``: a checkpoint is data, loaded with
+Both write ``{"state_dict": {"vlm.connector...": tensor, ...}}``: a checkpoint is data, loaded with
 ``weights_only=True``.
 """
 
@@ -85,12 +86,12 @@ def _mlp_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for n, container in enumerate(sorted(layers, key=order)):
         for param, value in layers[container].items():
-            out[f"mlp.{2 * n}.{param}"] = value
+            out[f"projector.{2 * n}.{param}"] = value
     return out
 
 
 def seed_quecc_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Reference QueCC projector weights -> a vlmscale ``Projector`` state dict (keys relative to it)."""
+    """Reference QueCC projector weights -> a vlmscale ``Connector`` state dict (keys relative to it)."""
     anchors = [k for k in state if k.endswith(ATTENTION_ANCHOR)]
     if len(anchors) != 1:
         raise ValueError(
@@ -120,12 +121,12 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def convert_seed_quecc(src: str | Path, dst: str | Path) -> dict[str, torch.Tensor]:
-    """Write ``dst`` with the projector under ``vlm.projector.``; returns the converted projector state."""
-    projector = seed_quecc_state(load_state(src))
-    state = {f"vlm.projector.{k}": v.contiguous() for k, v in projector.items()}
+    """Write ``dst`` with QueCC and its MLP under ``vlm.connector.``; returns the connector's state."""
+    connector = seed_quecc_state(load_state(src))
+    state = {f"vlm.connector.{k}": v.contiguous() for k, v in connector.items()}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "vlmscale_converted_from": str(src)}, dst)
-    return projector
+    return connector
 
 
 def convert_deepspeed(src: str | Path, dst: str | Path) -> Path:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "seed-quecc":
         state = convert_seed_quecc(args.checkpoint, args.out)
-        print(f"wrote {args.out}: {len(state)} projector tensors (use init_from={args.out})")
+        print(f"wrote {args.out}: {len(state)} QueCC + MLP tensors (use init_from={args.out})")
     else:
         convert_deepspeed(args.checkpoint, args.out)
         print(f"wrote {args.out} (evaluate: python -m vlmscale.eval ckpt={args.out})")
