@@ -182,7 +182,6 @@ def compose(name: str, overrides: list[str]):
         return hydra_compose(name, overrides=overrides)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize(("llm", "vision"), [("qwen2", "clip"), ("llama", "siglip")])
 def test_train_resume_and_evaluate_checkpoints_by_path(hub, llm, vision, dtype, tmp_path, caplog):
@@ -213,6 +212,7 @@ def test_train_resume_and_evaluate_checkpoints_by_path(hub, llm, vision, dtype, 
     ]
     first = run(compose("train", overrides))
     assert first["status"] == "done" and first["steps"] == 3
+    assert first["config"]["llm"]["dtype"] == first["config"]["vision"]["dtype"] == dtype
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
         "state_dict"
     ]
