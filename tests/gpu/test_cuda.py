@@ -13,7 +13,7 @@ from gpu_helpers import CONF, random_batch, tiny_vlm
 pytestmark = pytest.mark.gpu
 
 
-def lightning_module(vlm, lr: float = 5e-3):
+def lightning_module(vlm, lr: float = 2e-3):
     from vlmscale.lit import VLMLightningModule
 
     # Outside validation the module reads only eos_token_id / chat_template from the tokenizer.
