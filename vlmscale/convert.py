@@ -140,7 +140,13 @@ def convert_deepspeed(src: str | Path, dst: str | Path) -> Path:
     convert_zero_checkpoint_to_fp32_state_dict(str(src), str(dst))
     # Lightning keeps the client state (loops, callbacks) too; vlmscale reads only the weights.
     checkpoint = torch.load(dst, map_location="cpu", weights_only=False)
-    state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("vlm.")}
+    # Trainable weights come back from the fp32 master copy; frozen ones (the tower) from the engine's bf16
+    # module: up-cast them too, so the file is uniformly fp32 as its name says.
+    state = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("vlm.")
+    }
     torch.save({"state_dict": state, "vlmscale_converted_from": str(src)}, dst)
     return Path(dst)
 

@@ -150,6 +150,9 @@ def train_and_evaluate(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
     # Final scores: the eval tasks (default: the synthetic suite's test split), predictions kept on disk.
+    # Lightning's teardown left the model on the CPU (under ZeRO-3 only its placeholders and buffers: the
+    # shards stay on the GPU); evaluate where training ran.
+    module.vlm.to(trainer.strategy.root_device)
     metrics.update(evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval"))
     text_tokens, query_tokens = prompt_token_counts(
         datamodule.datasets.get("test") or datamodule.datasets["val"]
