@@ -31,6 +31,8 @@ def test_gpu_check_tiny_writes_every_step_to_the_json(tmp_path):
     assert train["status"] == "ok" and train["steps"] == 6
     assert train["tokens_per_s"] > 0 and train["model_flops_per_step"] > train["six_n_flops_per_step"] > 0
     assert train["tokens_per_step"] == train["batch"] * train["seq_len"]
+    median, fastest, slowest = train["step_seconds_median_min_max"]
+    assert 0 < fastest <= median <= slowest and "profile_top_ops" not in train  # profiling is opt-in
 
     for name in ("train_zero2", "train_zero3"):
         if report["environment"]["cuda"]:
