@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import types
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ STEPS = ("train_ddp", "train_zero2", "train_zero3", "prefill", "pytest_gpu")
 # Wall-clock caps per step (seconds) on a GPU, within --budget; --tiny uses TINY_LIMIT for each.
 STEP_LIMITS = {"train_ddp": 90, "train_zero2": 90, "train_zero3": 90, "prefill": 60, "pytest_gpu": 200}
 TINY_LIMIT = 120
+PROFILE_STEPS = 3  # --profile: extra steps after the timed ones, under torch.profiler (not in the timings)
 
 REAL_VISION = {
     "name": "clip-vit-l-336-shaped",
@@ -269,7 +271,24 @@ def training_module(vlm):
     return Finetune(), kind
 
 
-def run_train(step: str, tiny: bool) -> dict[str, Any]:
+def top_ops(profiler, cuda: bool, rows: int = 15) -> list[dict[str, Any]]:
+    """The ops that took the most self time (device time on a GPU) per profiled step, with their share."""
+    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = list(profiler.key_averages())
+    total = sum(getattr(e, attribute, 0) for e in events) or 1
+    ranked = sorted(events, key=lambda e: getattr(e, attribute, 0), reverse=True)[:rows]
+    return [
+        {
+            "op": e.key,
+            "ms_per_step": getattr(e, attribute, 0) / 1e3 / PROFILE_STEPS,
+            "share": getattr(e, attribute, 0) / total,
+            "calls_per_step": e.count / PROFILE_STEPS,
+        }
+        for e in ranked
+    ]
+
+
+def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
     import lightning as L
     import torch
     from torch.utils.data import DataLoader, Dataset
@@ -291,7 +310,7 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
 
     class Samples(Dataset):
         def __len__(self) -> int:
-            return steps * sizes["batch"]
+            return (steps + PROFILE_STEPS) * sizes["batch"]
 
         def __getitem__(self, index: int) -> dict[str, Any]:
             return pool[index % len(pool)]
@@ -300,10 +319,18 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
         def __init__(self) -> None:
             self.ends: list[float] = []
             self.losses: list[float] = []
+            self.profiler = None
 
         def on_train_start(self, trainer, pl_module) -> None:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if profile and batch_idx == steps:
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
+                self.profiler = torch.profiler.profile(activities=activities)
+                self.profiler.__enter__()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if cuda:
@@ -311,6 +338,8 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
             self.ends.append(time.perf_counter())
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.losses.append(float(loss))
+            if self.profiler is not None and batch_idx == steps + PROFILE_STEPS - 1:
+                self.profiler.__exit__(None, None, None)
 
     module, module_kind = training_module(vlm)
     workaround = None
@@ -330,7 +359,7 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
         devices=1,
         strategy=strategy_for(step),
         precision="bf16-mixed",
-        max_steps=steps,
+        max_steps=steps + (PROFILE_STEPS if profile else 0),
         limit_val_batches=0,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
@@ -344,25 +373,29 @@ def run_train(step: str, tiny: bool) -> dict[str, Any]:
     loader = DataLoader(Samples(), batch_size=sizes["batch"], pin_memory=cuda)
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
-    timed = clock.ends[warmup - 1 :]
+    timed = clock.ends[warmup - 1 : steps]
     seconds = (timed[-1] - timed[0]) / (len(timed) - 1)
+    durations = [b - a for a, b in zip(timed, timed[1:])]
     result: dict[str, Any] = {
         "status": "ok",
         "module": module_kind,
         "zero3_workaround": workaround,
-        "steps": len(clock.ends),
+        "steps": len(clock.ends[:steps]),
         "timed_steps": len(timed) - 1,
         "batch": sizes["batch"],
         "seq_len": sizes["text_len"] - 1 + sizes["visual_tokens"],
         "visual_tokens": sizes["visual_tokens"],
         "step_seconds": seconds,
+        "step_seconds_median_min_max": [statistics.median(durations), min(durations), max(durations)],
         "tokens_per_s": flops["tokens_per_step"] / seconds,
         "fit_seconds": time.perf_counter() - started,
         "loss_first": clock.losses[0],
-        "loss_last": clock.losses[-1],
+        "loss_last": clock.losses[steps - 1],
         **flops,
         "achieved_tflops": flops["model_flops_per_step"] / seconds / 1e12,
     }
+    if clock.profiler is not None:
+        result["profile_top_ops"] = top_ops(clock.profiler, cuda)
     if cuda:
         peak = peak_tflops(torch.cuda.get_device_name())
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -401,20 +434,23 @@ def run_prefill(tiny: bool) -> dict[str, Any]:
             samples = random_batches(vlm, {**sizes, "text_len": text_len}, batch, seed=batch)
             inputs = {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}
 
-            for _ in range(2):
-                prefill_once(vlm, inputs, cuda)
-            times = []
-            for _ in range(sizes["prefill_repeats"]):
-                start = time.perf_counter()
-                prefill_once(vlm, inputs, cuda)
-                times.append(time.perf_counter() - start)
-            latency[str(batch)] = {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times)}
+            total = median_ms(partial(prefill_once, vlm, inputs, cuda), sizes["prefill_repeats"], cuda)
+            encode = median_ms(partial(encode_once, vlm, inputs), sizes["prefill_repeats"], cuda)
+            latency[str(batch)] = {
+                "median_ms": total[0],
+                "min_ms": total[1],
+                # the image side alone (tower + question pass + connector): the same work at every T
+                "images_median_ms": encode[0],
+            }
+        breakdown = accounting["flops_breakdown"]
         rows[str(tokens)] = {
             "latency": latency,
             "inference_flops": accounting["inference_flops"],
             "inference_flops_full": accounting["inference_flops_full"],
+            "llm_flops": breakdown["llm"] + breakdown["llm_attention"],
         }
     low, high = str(low), str(high)
+
     speedup = {
         b: rows[high]["latency"][b]["median_ms"] / rows[low]["latency"][b]["median_ms"]
         for b in rows[low]["latency"]
@@ -427,8 +463,33 @@ def run_prefill(tiny: bool) -> dict[str, Any]:
         "speedup_by_batch": speedup,
         "flops_ratio_paper": rows[high]["inference_flops"] / rows[low]["inference_flops"],
         "flops_ratio_full": rows[high]["inference_flops_full"] / rows[low]["inference_flops_full"],
+        "flops_ratio_llm": rows[high]["llm_flops"] / rows[low]["llm_flops"],  # the LLM over Q + T alone
         "dtype": dtype,
     }
+
+
+def median_ms(fn, repeats: int, cuda: bool) -> tuple[float, float]:
+    """(median, min) milliseconds of ``fn`` after two warm-up calls, synchronised on a GPU."""
+    import torch
+
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times), 1e3 * min(times)
+
+
+def encode_once(vlm, inputs: dict[str, Any]) -> None:
+    """The image side of prefill alone: tower, question pass and connector."""
+    import torch
+
+    with torch.no_grad():
+        vlm.encode_images(inputs["pixel_values"], inputs["query_ids"], inputs["query_attention_mask"])
 
 
 def prefill_once(vlm, inputs: dict[str, Any], cuda: bool) -> None:
@@ -458,12 +519,12 @@ def run_pytest(limit: float) -> dict[str, Any]:
     return {"status": status, "returncode": proc.returncode, "summary": summary, "tail": proc.stdout[-3000:]}
 
 
-def run_step(step: str, tiny: bool, limit: float) -> dict[str, Any]:
+def run_step(step: str, tiny: bool, limit: float, profile: bool = False) -> dict[str, Any]:
     if step == "prefill":
         return run_prefill(tiny)
     if step == "pytest_gpu":
         return run_pytest(limit)
-    return run_train(step, tiny)
+    return run_train(step, tiny, profile)
 
 
 # -- orchestration -----------------------------------------------------------------------------------------
@@ -537,7 +598,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         if args.tiny and step in ("train_zero2", "train_zero3") and not report["environment"]["cuda"]:
             result = {"status": "skipped", "reason": "skipped: no CUDA (DeepSpeed needs a GPU)"}
         else:
-            result = _run_worker(step, args.tiny, limit, out, env)
+            result = _run_worker(step, args.tiny, limit, out, env, args.profile)
         result["seconds"] = time.monotonic() - started
         report["steps"][step] = result
         failures += result.get("status") == "failed"
@@ -549,11 +610,14 @@ def orchestrate(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _run_worker(step: str, tiny: bool, limit: float, out: Path, env: dict[str, str]) -> dict[str, Any]:
+def _run_worker(
+    step: str, tiny: bool, limit: float, out: Path, env: dict[str, str], profile: bool = False
+) -> dict[str, Any]:
     """One step in a fresh process (own CUDA context, own distributed state, killable when it hangs)."""
     with _temp_result(out, step) as result_path:
         cmd = [sys.executable, __file__, "--worker", step, "--result", str(result_path)]
         cmd += ["--tiny"] if tiny else []
+        cmd += ["--profile"] if profile else []
         try:
             proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=limit)
         except subprocess.TimeoutExpired as err:
@@ -596,7 +660,7 @@ def worker(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     try:
         cap = TINY_LIMIT if args.tiny else STEP_LIMITS[args.worker]
-        result = run_step(args.worker, args.tiny, cap - 10)
+        result = run_step(args.worker, args.tiny, cap - 10, args.profile)
     except Exception as err:
         traceback.print_exc()
         result = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]}
@@ -614,6 +678,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
     parser.add_argument("--budget", type=float, default=290.0, help="seconds for all steps together (soft)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help=f"training steps: {PROFILE_STEPS} more under torch.profiler, top ops",
+    )
     parser.add_argument("--worker", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

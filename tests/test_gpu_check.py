@@ -31,6 +31,8 @@ def test_gpu_check_tiny_writes_every_step_to_the_json(tmp_path):
     assert train["status"] == "ok" and train["steps"] == 6
     assert train["tokens_per_s"] > 0 and train["model_flops_per_step"] > train["six_n_flops_per_step"] > 0
     assert train["tokens_per_step"] == train["batch"] * train["seq_len"]
+    median, fastest, slowest = train["step_seconds_median_min_max"]
+    assert 0 < fastest <= median <= slowest and "profile_top_ops" not in train  # profiling is opt-in
 
     for name in ("train_zero2", "train_zero3"):
         if report["environment"]["cuda"]:
@@ -47,7 +49,9 @@ def test_gpu_check_tiny_writes_every_step_to_the_json(tmp_path):
     q = prefill["text_tokens"]
     assert prefill["flops_ratio_paper"] == pytest.approx((q + 256) / (q + 1))
     assert 1 < prefill["flops_ratio_full"] < prefill["flops_ratio_paper"]
-    assert all(b["median_ms"] > 0 for row in prefill["per_T"].values() for b in row["latency"].values())
+    latencies = [b for row in prefill["per_T"].values() for b in row["latency"].values()]
+    assert all(b["median_ms"] > 0 and b["images_median_ms"] > 0 for b in latencies)
+    assert prefill["flops_ratio_llm"] > prefill["flops_ratio_full"]  # the image side is the same at every T
 
     assert steps["pytest_gpu"]["status"] == "ok"
     assert "skipped" in steps["pytest_gpu"]["summary"] or "passed" in steps["pytest_gpu"]["summary"]

@@ -6,90 +6,102 @@
 ``seed-quecc``: a QueCC projector checkpoint of the paper's reference implementation (LLaVA's
 ``mm_projector.bin`` layout: ``text_projection``, ``q_proj``/``k_proj``/``v_proj`` feature MLPs, the depthwise
 ``q_downsample`` conv, ``clip_attn`` as one ``nn.MultiheadAttention``, then the two-layer GELU MLP) mapped onto
-vlmscale's parameter names (:class:`vlmscale.models.QueCC` inside a :class:`vlmscale.models.Projector`).
+vlmscale's parameter names (:class:`vlmscale.models.QueCC` and the projector inside a
+:class:`vlmscale.models.Connector`).
 
 ``deepspeed``: a DeepSpeed (ZeRO-2/3) checkpoint folder, as Lightning writes it, consolidated into one fp32
 file (Lightning's ``convert_zero_checkpoint_to_fp32_state_dict``), keeping vlmscale's ``vlm.*`` names.
 
-Both write ``{"state_dict": {"vlm.projector...": tensor, ...}}``: a checkpoint is data, loaded with
+Both write ``{"state_dict": {"vlm.connector...": tensor, ...}}``: a checkpoint is data, loaded with
 ``weights_only=True``.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-# Reference name (after its wrapper prefix) -> vlmscale name inside the projector. The reference's MLPs are
-# nn.Sequential(Linear, LayerNorm, GELU, Linear) stacks; vlmscale's feature MLPs and LLaVA's mlp2x_gelu keep
-# the same module indices, so only the stems are renamed; the fused attention in-projection is split below.
-_STEMS = {
-    "text_projection": "compressor.query_proj",
-    "q_proj": "compressor.q_mlp",
-    "k_proj": "compressor.k_mlp",
-    "v_proj": "compressor.v_mlp",
-    "q_downsample": "compressor.downsample",
-    "clip_attn.out_proj": "compressor.attn.out_proj",
+ATTENTION_ANCHOR = "clip_attn.in_proj_weight"
+# Reference submodule -> vlmscale's, inside the compressor. The reference's feature MLPs are
+# nn.Sequential(Linear, GELU, Linear, LayerNorm) and its text projection nn.Sequential(Linear, LayerNorm), as
+# vlmscale's are, so indices inside them carry over; the fused attention in-projection is split below.
+COMPRESSOR_NAMES = {
+    "text_projection": "query_proj",
+    "q_proj": "q_mlp",
+    "k_proj": "k_mlp",
+    "v_proj": "v_mlp",
+    "q_downsample": "downsample",
+    "clip_attn.out_proj": "attn.out_proj",
 }
-_MLP_STEMS = ("mlp", "mm_projector", "readout", "projector")
-_IN_PROJ = ("q_proj", "k_proj", "v_proj")
 
 
-def strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop the reference's wrapper prefixes (``model.mm_projector.``, ``module.``) so names start at the
-    projector's own submodules (``q_proj.0.weight``, ``clip_attn.in_proj_weight``, ...)."""
-    anchors = ("text_projection", "q_proj", "k_proj", "v_proj", "q_downsample", "clip_attn", *_MLP_STEMS)
-    pattern = re.compile(r"^(?:.*?\.)?((?:" + "|".join(anchors) + r")(?:\.|_|$).*)$")
-    out = {}
+def _compressor_state(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
     for key, value in state.items():
-        match = pattern.match(key)
-        out[match.group(1) if match else key] = value
+        name = key[len(prefix) :]
+        if name == "clip_attn.in_proj_weight":
+            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                out[f"compressor.attn.{part}.weight"] = chunk
+        elif name == "clip_attn.in_proj_bias":
+            # vlmscale's key projection has no bias: it adds q.b_k to every score of a query alike, which the
+            # softmax cancels, so dropping it leaves the outputs unchanged.
+            q_bias, _, v_bias = value.chunk(3, dim=0)
+            out["compressor.attn.q_proj.bias"] = q_bias
+            out["compressor.attn.v_proj.bias"] = v_bias
+        else:
+            stem = next((s for s in COMPRESSOR_NAMES if name == s or name.startswith(s + ".")), None)
+            if stem is None:
+                unknown.append(key)
+                continue
+            out[f"compressor.{COMPRESSOR_NAMES[stem]}{name[len(stem) :]}"] = value
+    if unknown:
+        raise ValueError(
+            f"unrecognised reference QueCC parameters {unknown[:8]}; expected text_projection, q_proj, k_proj, "
+            "v_proj, q_downsample, clip_attn.in_proj_weight/bias and clip_attn.out_proj"
+        )
+    return out
+
+
+def _mlp_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The MLP's Linear layers, in order, onto LLaVA's mlp<N>x_gelu layout (Linears at indices 0, 2, 4, ...).
+
+    In the reference the MLP follows QueCC in one nn.Sequential (``mm_projector.0`` is QueCC, then
+    ``mm_projector.1`` Linear, ``.2`` GELU, ``.3`` Linear); a container of its own works as well."""
+    layers: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        container, _, param = key.rpartition(".")
+        if param not in ("weight", "bias") or not container:
+            raise ValueError(f"unrecognised parameter {key!r} next to the reference QueCC (expected the MLP)")
+        layers.setdefault(container, {})[param] = value
+
+    def order(container: str) -> tuple:
+        head, _, index = container.rpartition(".")
+        return (head, int(index)) if index.isdigit() else (container, -1)
+
+    out: dict[str, torch.Tensor] = {}
+    for n, container in enumerate(sorted(layers, key=order)):
+        for param, value in layers[container].items():
+            out[f"projector.{2 * n}.{param}"] = value
     return out
 
 
 def seed_quecc_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Reference QueCC projector weights -> vlmscale ``Projector`` state dict (keys relative to the projector).
-
-    ``clip_attn.in_proj_weight/bias`` ([3C, C] / [3C]) split into the q/k/v in-projections; vlmscale's key
-    projection has no bias (softmax is invariant to a per-query constant), so the reference's key bias must be
-    zero-effect: it is dropped, as it adds the same q.b_k to every score of a query.
-    """
-    state = strip_prefix(state)
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in state.items():
-        if key == "clip_attn.in_proj_weight":
-            for name, part in zip(_IN_PROJ, value.chunk(3, dim=0)):
-                out[f"compressor.attn.{name}.weight"] = part
-            continue
-        if key == "clip_attn.in_proj_bias":
-            q_bias, _key_bias, v_bias = value.chunk(3, dim=0)
-            out["compressor.attn.q_proj.bias"] = q_bias
-            out["compressor.attn.v_proj.bias"] = v_bias
-            continue
-        stem, _, rest = key.partition(".")
-        two_part = ".".join(key.split(".")[:2])
-        if two_part in _STEMS:
-            out[f"{_STEMS[two_part]}.{key.split('.', 2)[2]}"] = value
-        elif stem in _STEMS:
-            out[f"{_STEMS[stem]}.{rest}"] = value
-        elif stem in _MLP_STEMS:
-            out[f"mlp.{rest}"] = value
-        elif re.fullmatch(r"\d+\.(weight|bias)", key):  # a bare nn.Sequential MLP saved at the top level
-            out[f"mlp.{key}"] = value
-        else:
-            unknown.append(key)
-    if unknown:
+    """Reference QueCC projector weights -> a vlmscale ``Connector`` state dict (keys relative to it)."""
+    anchors = [k for k in state if k.endswith(ATTENTION_ANCHOR)]
+    if len(anchors) != 1:
         raise ValueError(
-            f"unrecognised reference QueCC parameter names {unknown[:8]}; expected text_projection, q_proj, "
-            "k_proj, v_proj, q_downsample, clip_attn.in_proj_weight/bias, clip_attn.out_proj and the MLP"
+            f"expected one QueCC attention ({ATTENTION_ANCHOR}) in the checkpoint, found {len(anchors)}: "
+            "is this a QueCC projector checkpoint of the reference implementation (mm_projector.bin)?"
         )
-    return out
+    prefix = anchors[0][: -len(ATTENTION_ANCHOR)]
+    compressor = {k: v for k, v in state.items() if k.startswith(prefix)}
+    mlp = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    return {**_compressor_state(compressor, prefix), **_mlp_state(mlp)}
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -109,12 +121,12 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def convert_seed_quecc(src: str | Path, dst: str | Path) -> dict[str, torch.Tensor]:
-    """Write ``dst`` with the projector under ``vlm.projector.``; returns the converted projector state."""
-    projector = seed_quecc_state(load_state(src))
-    state = {f"vlm.projector.{k}": v.contiguous() for k, v in projector.items()}
+    """Write ``dst`` with QueCC and its MLP under ``vlm.connector.``; returns the connector's state."""
+    connector = seed_quecc_state(load_state(src))
+    state = {f"vlm.connector.{k}": v.contiguous() for k, v in connector.items()}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "vlmscale_converted_from": str(src)}, dst)
-    return projector
+    return connector
 
 
 def convert_deepspeed(src: str | Path, dst: str | Path) -> Path:
@@ -151,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "seed-quecc":
         state = convert_seed_quecc(args.checkpoint, args.out)
-        print(f"wrote {args.out}: {len(state)} projector tensors (use init_from={args.out})")
+        print(f"wrote {args.out}: {len(state)} QueCC + MLP tensors (use init_from={args.out})")
     else:
         convert_deepspeed(args.checkpoint, args.out)
         print(f"wrote {args.out} (evaluate: python -m vlmscale.eval ckpt={args.out})")

@@ -13,16 +13,22 @@ from typing import Any
 from torch import nn
 
 
+def numel(param) -> int:
+    """Elements of a parameter; under DeepSpeed ZeRO-3 a parameter outside forward is an empty partition and
+    ``ds_numel`` holds its full size."""
+    return int(getattr(param, "ds_numel", param.numel()))
+
+
 def llm_params(model: nn.Module) -> dict[str, int]:
     """Total parameters (tied weights once) and non-embedding ones (minus input and untied output embeddings)."""
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(numel(p) for p in model.parameters())
     embedding_ids: set[int] = set()
     embedding = 0
     for module in (model.get_input_embeddings(), model.get_output_embeddings()):
         weight = getattr(module, "weight", None)
         if weight is not None and id(weight) not in embedding_ids:
             embedding_ids.add(id(weight))
-            embedding += weight.numel()
+            embedding += numel(weight)
     return {"total": int(total), "non_embedding": int(total - embedding)}
 
 

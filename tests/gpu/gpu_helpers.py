@@ -1,40 +1,24 @@
-"""Tiny CUDA-test models and batches (imported by the gpu tests; conftest.py holds only the skip hook)."""
+"""Tiny models and batches for the GPU-path tests, built the way the GPU check builds its models (random init,
+no image processor, so no Pillow needed)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
-import yaml
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def load_conf(group: str, name: str) -> dict:
-    cfg = yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
-    cfg.pop("defaults", None)
-    return cfg
+import gpu_check  # noqa: E402
 
 
-def tiny_vlm(visual_tokens: int = 16, seed: int = 0, dtype: str = "float32"):
-    """tiny-xs Qwen2 + tiny-clip + QueCC, random init, its random ids: (vlm, vocab)."""
-    from vlmscale.models import VisionLanguageModel, build_connector, build_llm, build_vision_tower
-
-    torch.manual_seed(seed)
-    tower = build_vision_tower(**{**load_conf("vision", "tiny-clip"), "dtype": dtype}, image_processor=False)
-    llm = build_llm(**{**load_conf("llm", "tiny-xs"), "dtype": dtype})
-    connector = build_connector(
-        "quecc",
-        "mlp2x_gelu",
-        num_heads=8,
-        visual_tokens=visual_tokens,
-        vision_width=tower.hidden_size,
-        multilevel_width=tower.multilevel_size,
-        llm_width=llm.hidden_size,
-        grid=tower.grid,
-    )
-    vocab = llm.model.get_input_embeddings().weight.shape[0]
-    return VisionLanguageModel(tower, connector, llm, vocab - 1, vocab - 2, vocab - 3), vocab
+def tiny_vlm(visual_tokens: int = 16, dtype: str = "float32"):
+    """tiny-m Qwen2 + tiny-clip + QueCC (seed 0): (vlm, vocab)."""
+    vlm = gpu_check.build_model(gpu_check.shape(tiny=True), visual_tokens, dtype)
+    return vlm, vlm.llm.model.get_input_embeddings().weight.shape[0]
 
 
 def random_batch(vocab: int, image_id: int, batch: int = 4, length: int = 24, seed: int = 0) -> dict:

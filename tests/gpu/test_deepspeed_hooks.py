@@ -44,3 +44,14 @@ def test_zero3_gathers_quecc_attention_as_one_leaf(stage3, monkeypatch):
     lit.configure_model()
     attention = [m for m in lit.vlm.modules() if isinstance(m, LocalCrossAttention)]
     assert attention and all(getattr(m, "_z3_leaf", False) == stage3 for m in attention)
+
+
+def test_parameter_counts_survive_zero3_partitioning():
+    from vlmscale.flops import llm_params
+
+    vlm, _ = tiny_vlm()
+    before = llm_params(vlm.llm.model)
+    for p in vlm.llm.parameters():  # what ZeRO-3 leaves outside forward: empty data, the size in ds_numel
+        p.ds_numel = p.numel()
+        p.data = torch.empty(0)
+    assert llm_params(vlm.llm.model) == before and before["total"] > before["non_embedding"] > 0

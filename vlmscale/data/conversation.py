@@ -142,9 +142,11 @@ def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 
 
 def _query_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:
+    """The first question as QueCC's query pass reads it: tokenised on its own the way the LLM expects, with the
+    special tokens its tokenizer adds (a Llama/Vicuna BOS; Qwen adds none), as the reference implementation."""
     question = next(m["content"] for m in messages if m["role"] == "user")
     question = question.replace(IMAGE_TOKEN, "").strip()
-    ids = _ids(tokenizer, question) if question else []
+    ids = list(tokenizer(question)["input_ids"]) if question else []
     return ids or [tokenizer.eos_token_id]  # never empty: the query pass needs at least one token
 
 
