@@ -2,7 +2,8 @@
 
 The paper's measure (arXiv 2411.03312) is ``2 * N * (Q + T)``: N the LLM's parameters, Q text tokens, T visual
 tokens. It leaves out the vision tower, the compressor/projector and, for QueCC, the extra LLM pass over the
-question; :func:`vlm_accounting` reports those too so users can see what the paper's measure omits.
+question; :func:`vlm_accounting` reports those too so users can see what the paper's measure omits. With the
+compressor's ``query: prefix`` the question is read from the prompt's own prefix, so that pass costs 0.
 All module counts are matmul/conv FLOPs (2 per multiply-add); norms and activations are not counted.
 """
 
@@ -57,7 +58,8 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
     projector = vlm.projector.flops()
     query_len = q if query_tokens is None else float(query_tokens)
     query_pass = 0.0
-    if vlm.projector.needs_query:
+    query_mode = getattr(vlm, "query_mode", "separate")
+    if vlm.projector.needs_query and query_mode == "separate":
         # Base model only (no LM head); embedding lookups cost no matmuls.
         query_pass = 2.0 * params["non_embedding"] * query_len
         query_pass += causal_attention_flops(layers, _attn_width(config), query_len)
@@ -74,6 +76,7 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
         "llm_params_non_embedding": params["non_embedding"],
         "visual_tokens": t,
         "text_tokens": q,
+        "query_mode": query_mode,
         "inference_flops": breakdown["llm"],
         "inference_flops_full": float(sum(breakdown.values())),
         "flops_breakdown": breakdown,
