@@ -148,7 +148,9 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def prefill_seconds(vlm: VisionLanguageModel, inputs: dict[str, Any], repeats: int = 3, warmup: int = 1) -> float:
+def prefill_seconds(
+    vlm: VisionLanguageModel, inputs: dict[str, Any], repeats: int = 3, warmup: int = 1
+) -> float:
     """Median wall time of one prefill (up to the first token) over ``repeats`` runs after ``warmup``."""
     device = inputs["prompt_ids"].device
     times = []
@@ -192,27 +194,28 @@ def run(
 
 
 def report(rows: list[dict[str, Any]]) -> str:
-    """A table of speedups relative to the largest T: measured, 2N(Q+T), full count."""
+    """A table of speedups relative to the largest T: measured, predicted by 2N(Q+T), by the full count."""
     top = max(rows, key=lambda r: r["visual_tokens"])
     lines = [
-        f"{'T':>4} {'seconds':>9} {'tower %':>8} | speedup vs T={top['visual_tokens']}: "
-        f"{'measured':>8} {'2N(Q+T)':>8} {'full':>8} {'full/meas':>9}"
+        f"speedup = time (or FLOPs) at T={top['visual_tokens']} / at T",
+        f"{'T':>4} {'seconds':>9} {'tower share':>11} {'measured':>9} {'2N(Q+T)':>8} {'full':>6} {'full/measured':>13}",
     ]
     for r in sorted(rows, key=lambda r: r["visual_tokens"]):
         measured = top["seconds"] / r["seconds"]
         paper = top["paper_flops"] / r["paper_flops"]
         full = top["full_flops"] / r["full_flops"]
-        tower = 100 * r["breakdown"]["vision_tower"] / r["full_flops"]
+        tower = r["breakdown"]["vision_tower"] / r["full_flops"]
         lines.append(
-            f"{r['visual_tokens']:>4} {r['seconds']:>9.3f} {tower:>7.1f}% | "
-            f"{'':>{len(str(top['visual_tokens'])) + 14}}{measured:>8.2f} {paper:>8.2f} {full:>8.2f} "
-            f"{full / measured:>9.3f}"
+            f"{r['visual_tokens']:>4} {r['seconds']:>9.3f} {tower:>11.2f} {measured:>9.2f} {paper:>8.2f} "
+            f"{full:>6.2f} {full / measured:>13.3f}"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny CLIP (24x24 grid) + tiny-m LLM")
     parser.add_argument("--tokens", type=int, nargs="+", default=PAPER_T)
     parser.add_argument("--query", choices=["separate", "prefix"], default="prefix")
@@ -224,7 +227,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = run(args.tiny, args.tokens, args.query, args.device, args.dtype, args.repeats)
     shape = "tiny CLIP (24x24) + tiny-m" if args.tiny else "CLIP-L/336 + Qwen1.5-0.5B shapes"
-    print(f"prefill, {shape}, query={args.query}, {args.device} {args.dtype}, threads={args.threads}, batch 1")
+    print(
+        f"prefill, {shape}, query={args.query}, {args.device} {args.dtype}, threads={args.threads}, batch 1"
+    )
     print(f"Q = {rows[0]['text_tokens']:.0f} text tokens ({QUESTION_TOKENS}-token question)")
     print(report(rows))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vlmscale.flops import causal_attention_flops, lm_head_flops, llm_params
+from vlmscale.flops import causal_attention_flops, llm_params, lm_head_flops
 from vlmscale.models import build_llm
 
 CONFIG = {

@@ -51,7 +51,9 @@ def row_alone(vlm, tokenizer, ids, pixel_values):
     """One plain forward (no cache, no padding) over [question prefix, visual tokens, rest] for one row, the
     query taken from a separate plain run over the prefix: the reference the two-part forward must match."""
     llm = vlm.llm
-    image_at = ids.tolist().index(tokenizer.convert_tokens_to_ids(IMAGE)) if pixel_values is not None else None
+    image_at = (
+        ids.tolist().index(tokenizer.convert_tokens_to_ids(IMAGE)) if pixel_values is not None else None
+    )
     if image_at is None:
         return llm.model(input_ids=ids[None]).logits[0]
     prefix, rest = ids[None, :image_at], ids[None, image_at + 1 :]

@@ -125,7 +125,10 @@ def split_at_image(
     new_labels = None
     if labels is not None:
         new_labels = torch.cat(
-            [_pad_block(prefix_labels, IGNORE_INDEX, left=True), _pad_block(suffix_labels, IGNORE_INDEX, left)],
+            [
+                _pad_block(prefix_labels, IGNORE_INDEX, left=True),
+                _pad_block(suffix_labels, IGNORE_INDEX, left),
+            ],
             dim=1,
         )
     return TwoPartInputs(
@@ -239,7 +242,9 @@ class LanguageModel(nn.Module):
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             return self._query_features(query_ids, query_attention_mask)
 
-    def _query_features(self, query_ids: torch.Tensor, query_attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def _query_features(
+        self, query_ids: torch.Tensor, query_attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         if query_attention_mask is None:
             query_attention_mask = torch.ones_like(query_ids)
         mask = query_attention_mask.long()
