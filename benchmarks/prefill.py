@@ -8,7 +8,7 @@ Prefill = what one image-question pair costs before the first answer token: visi
 the LLM over template + question + T visual tokens (and, in ``--query separate``, the query pass), up to the
 first token's logits (``vlm.generate(..., max_new_tokens=1)``). Random weights, batch 1, a 32-token question.
 The same tower and LLM serve every T; only the compressor changes. Printed per T: measured seconds (median of
-``--repeats``), and the T=576 -> T speedup measured, predicted by the paper's 2N(Q+T), and predicted by the
+``--repeats`` rounds, each timing every T once), and the T=576 -> T speedup measured, predicted by the paper's 2N(Q+T), and predicted by the
 project's full count (``vlm.accounting``). Importable: :func:`build_prefill_models`, :func:`prefill_seconds`,
 :func:`run` (what ``main`` prints, as a list of dicts).
 """
@@ -148,20 +148,14 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def prefill_seconds(
-    vlm: VisionLanguageModel, inputs: dict[str, Any], repeats: int = 3, warmup: int = 1
-) -> float:
-    """Median wall time of one prefill (up to the first token) over ``repeats`` runs after ``warmup``."""
+def prefill_seconds(vlm: VisionLanguageModel, inputs: dict[str, Any]) -> float:
+    """Wall time of one prefill, up to the first token's logits."""
     device = inputs["prompt_ids"].device
-    times = []
-    for i in range(warmup + repeats):
-        _sync(device)
-        start = time.perf_counter()
-        vlm.generate(**inputs)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    _sync(device)
+    start = time.perf_counter()
+    vlm.generate(**inputs)
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def run(
@@ -172,18 +166,27 @@ def run(
     dtype: str = "float32",
     repeats: int = 3,
 ) -> list[dict[str, Any]]:
-    """Per T: seconds, text tokens Q, the paper's and the full FLOPs count, and the breakdown."""
+    """Per T: median seconds, text tokens Q, the paper's and the full FLOPs count, and the breakdown.
+
+    Every round times every T once (after one warm-up round), so a change in machine load hits all T alike.
+    """
     models = build_prefill_models(tiny, query, device, dtype)
     inputs = prompt(models)
     text_tokens = float(inputs["prompt_ids"].shape[1] - 1)  # Q: the prompt minus its <image> placeholder
+    vlms = {t: models.vlm(t) for t in tokens or PAPER_T}
+    times: dict[int, list[float]] = {t: [] for t in vlms}
+    for round_ in range(repeats + 1):
+        for t, vlm in vlms.items():
+            seconds = prefill_seconds(vlm, inputs)
+            if round_:
+                times[t].append(seconds)
     rows = []
-    for t in tokens or PAPER_T:
-        vlm = models.vlm(t)
+    for t, vlm in vlms.items():
         accounting = vlm.accounting(text_tokens, query_tokens=QUESTION_TOKENS)
         rows.append(
             {
                 "visual_tokens": t,
-                "seconds": prefill_seconds(vlm, inputs, repeats),
+                "seconds": statistics.median(times[t]),
                 "text_tokens": text_tokens,
                 "paper_flops": accounting["inference_flops"],
                 "full_flops": accounting["inference_flops_full"],
