@@ -90,6 +90,18 @@ class VisionLanguageModel(nn.Module):
             rows = rows & has_image.to(device=rows.device, dtype=torch.bool)
         return rows
 
+    def _rows_with_pixels(
+        self, input_ids: torch.Tensor, has_image: torch.Tensor | None, pixel_values: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:meth:`image_rows`, refusing rows with an image but no ``pixel_values`` to take it from."""
+        rows = self.image_rows(input_ids, has_image)
+        if pixel_values is None and bool(rows.any()):
+            raise ValueError(
+                f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
+                "or has_image=False for text-only rows (their <image> is then an ordinary token)"
+            )
+        return rows
+
     def encode_images(
         self,
         pixel_values: torch.Tensor,
@@ -116,13 +128,8 @@ class VisionLanguageModel(nn.Module):
         has_image: torch.Tensor | None,
         padding_side: str,
     ):
-        rows = self.image_rows(input_ids, has_image)
+        rows = self._rows_with_pixels(input_ids, has_image, pixel_values)
         visual = None
-        if pixel_values is None and bool(rows.any()):
-            raise ValueError(
-                f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
-                "or has_image=False for text-only rows (their <image> is then an ordinary token)"
-            )
         if pixel_values is not None and bool(rows.any()):
             # Only rows with an image go through the tower, compressor and query pass.
             q_ids = query_ids[rows] if query_ids is not None else None
@@ -236,12 +243,7 @@ class VisionLanguageModel(nn.Module):
         has_image: torch.Tensor | None,
         padding_side: str,
     ) -> TwoPartInputs:
-        rows = self.image_rows(input_ids, has_image)
-        if pixel_values is None and bool(rows.any()):
-            raise ValueError(
-                f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
-                "or has_image=False for text-only rows (their <image> is then an ordinary token)"
-            )
+        rows = self._rows_with_pixels(input_ids, has_image, pixel_values)
         return split_at_image(
             input_ids,
             attention_mask,
