@@ -191,3 +191,10 @@ def test_accounting_counts_no_query_pass_in_prefix_mode(tokenizer):
     saved = separate["inference_flops_full"] - prefix["inference_flops_full"]
     assert saved == pytest.approx(separate["flops_breakdown"]["query_pass"])
     assert prefix["inference_flops"] == separate["inference_flops"]  # 2N(Q+T) is the same
+
+
+def test_quecc_prefix_config(tokenizer):
+    vlm = build(tokenizer, "quecc_prefix", 16)
+    assert vlm.query_mode == "prefix" and vlm.question_first and vlm.detach_query
+    reference = build(tokenizer, "quecc", 16)
+    assert vlm.state_dict().keys() == reference.state_dict().keys()  # a checkpoint loads in either mode
