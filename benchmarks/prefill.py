@@ -7,7 +7,7 @@
 Prefill = what one image-question pair costs before the first answer token: vision tower, QueCC, projector MLP,
 the LLM over template + question + T visual tokens (and, in ``--query separate``, the query pass), up to the
 first token's logits (``vlm.generate(..., max_new_tokens=1)``). Random weights, batch 1, a 32-token question.
-The same tower and LLM serve every T; only the compressor changes. Printed per T: measured seconds (median of
+The same tower and LLM serve every T; only the compressor changes. Printed per T: measured seconds (the fastest of
 ``--repeats`` rounds, each timing every T once), and the T=576 -> T speedup measured, predicted by the paper's 2N(Q+T), and predicted by the
 project's full count (``vlm.accounting``). Importable: :func:`build_prefill_models`, :func:`prefill_seconds`,
 :func:`run` (what ``main`` prints, as a list of dicts).
@@ -16,7 +16,6 @@ project's full count (``vlm.accounting``). Importable: :func:`build_prefill_mode
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -166,9 +165,10 @@ def run(
     dtype: str = "float32",
     repeats: int = 3,
 ) -> list[dict[str, Any]]:
-    """Per T: median seconds, text tokens Q, the paper's and the full FLOPs count, and the breakdown.
+    """Per T: seconds, text tokens Q, the paper's and the full FLOPs count, and the breakdown.
 
-    Every round times every T once (after one warm-up round), so a change in machine load hits all T alike.
+    Every round times every T once (after one warm-up round), so a change in machine load hits all T alike;
+    a T's seconds are its fastest round, the one least disturbed by whatever else the machine runs.
     """
     models = build_prefill_models(tiny, query, device, dtype)
     inputs = prompt(models)
@@ -186,7 +186,7 @@ def run(
         rows.append(
             {
                 "visual_tokens": t,
-                "seconds": statistics.median(times[t]),
+                "seconds": min(times[t]),
                 "text_tokens": text_tokens,
                 "paper_flops": accounting["inference_flops"],
                 "full_flops": accounting["inference_flops_full"],

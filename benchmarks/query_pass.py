@@ -8,14 +8,13 @@ a 24 x 24 grid), CPU, batch 1, a 32-token question inside a 4 + 4 token template
 over the bare question for the query, then over the prompt; ``prefix`` runs the prompt once, the question
 first, the query read from the cached prefix. Timed: from the vision features to the first token's logits
 (``vlm.generate(..., max_new_tokens=1)``); the tower's output is an input, as it is the same in both modes.
-Printed per T: the median seconds of each mode (runs interleaved), the measured prefix/separate ratio and the
+Printed per T: the fastest of ``--repeats`` runs of each mode (interleaved), the measured prefix/separate ratio and the
 ratio the full FLOPs count predicts (``vlm.accounting``, tower excluded). Target: within 10%.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -88,7 +87,7 @@ def build_pair(llm_name: str, llm, visual_tokens: int) -> dict[str, tuple[Vision
 
 @torch.no_grad()
 def interleaved_seconds(pair: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per mode, the modes alternating so that load changes hit both alike."""
+    """Fastest seconds per mode (the run least disturbed by other load), the modes alternating."""
     times: dict[str, list[float]] = {mode: [] for mode in pair}
     for i in range(repeats + 1):
         for mode, (vlm, inputs) in pair.items():
@@ -96,7 +95,7 @@ def interleaved_seconds(pair: dict, repeats: int) -> dict[str, float]:
             vlm.generate(**inputs)
             if i:  # the first round warms up
                 times[mode].append(time.perf_counter() - start)
-    return {mode: statistics.median(t) for mode, t in times.items()}
+    return {mode: min(t) for mode, t in times.items()}
 
 
 def main() -> None:
