@@ -7,7 +7,8 @@ Same weights in both modes (tiny-m, or a random LLM shaped like Qwen1.5-0.5B; Qu
 a 24 x 24 grid), CPU, batch 1, a 32-token question inside a 4 + 4 token template. ``separate`` runs the LLM
 over the bare question for the query, then over the prompt; ``prefix`` runs the prompt once, the question
 first, the query read from the cached prefix. Timed: from the vision features to the first token's logits
-(``vlm.generate(..., max_new_tokens=1)``); the tower's output is an input, as it is the same in both modes.
+(``vlm.generate(..., max_new_tokens=1)``), in this process's CPU seconds (a shared machine's other jobs left
+out); the tower's output is an input, as it is the same in both modes.
 Printed per T: the fastest of ``--repeats`` runs of each mode (interleaved), the measured prefix/separate ratio and the
 ratio the full FLOPs count predicts (``vlm.accounting``, tower excluded). Target: within 10%.
 """
@@ -15,12 +16,11 @@ ratio the full FLOPs count predicts (``vlm.accounting``, tower excluded). Target
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
 
-from benchmarks.prefill import QUESTION_TOKENS, QWEN15_05B, TINY_M, prompt
+from benchmarks.prefill import QUESTION_TOKENS, QWEN15_05B, TINY_M, clock, prompt
 from vlmscale.models import VisionFeatures, VisionLanguageModel, build_llm, build_projector
 
 LLMS = {"tiny": TINY_M, "qwen1.5-0.5b": QWEN15_05B}
@@ -89,12 +89,13 @@ def build_pair(llm_name: str, llm, visual_tokens: int) -> dict[str, tuple[Vision
 def interleaved_seconds(pair: dict, repeats: int) -> dict[str, float]:
     """Fastest seconds per mode (the run least disturbed by other load), the modes alternating."""
     times: dict[str, list[float]] = {mode: [] for mode in pair}
+    now = clock("cpu")
     for i in range(repeats + 1):
         for mode, (vlm, inputs) in pair.items():
-            start = time.perf_counter()
+            start = now()
             vlm.generate(**inputs)
             if i:  # the first round warms up
-                times[mode].append(time.perf_counter() - start)
+                times[mode].append(now() - start)
     return {mode: min(t) for mode, t in times.items()}
 
 
