@@ -240,7 +240,9 @@ def main() -> None:
     print(
         f"prefill, {shape}, query={args.query}, {args.device} {args.dtype}, threads={args.threads}, batch 1"
     )
+    kind = "CPU seconds of this process" if clock(args.device) is time.process_time else "wall seconds"
     print(f"Q = {rows[0]['text_tokens']:.0f} text tokens ({QUESTION_TOKENS}-token question)")
+    print(f"seconds: {kind}, the fastest of {args.repeats} rounds")
     print(report(rows))
 
 
