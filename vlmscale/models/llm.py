@@ -91,10 +91,7 @@ def split_at_image(
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     real_mask = attention_mask.bool()
-    if labels is None:
-        labels_in = torch.full_like(input_ids, IGNORE_INDEX)
-    else:
-        labels_in = labels
+    labels_in = labels if labels is not None else torch.full_like(input_ids, IGNORE_INDEX)
     prefixes, suffixes, slots, prefix_labels, suffix_labels = [], [], [], [], []
     for row in range(input_ids.shape[0]):
         real = real_mask[row]
@@ -119,9 +116,11 @@ def split_at_image(
             suffix_labels.append(labs)
             slots.append(torch.zeros(len(ids), dtype=torch.bool, device=ids.device))
     left = padding_side == "left"
-    ones = [torch.ones(len(p), dtype=torch.long, device=input_ids.device) for p in prefixes]
-    ones_suffix = [torch.ones(len(p), dtype=torch.long, device=input_ids.device) for p in suffixes]
-    mask = torch.cat([_pad_block(ones, 0, left=True), _pad_block(ones_suffix, 0, left=left)], dim=1)
+    real = [
+        [torch.ones(len(p), dtype=torch.long, device=input_ids.device) for p in block]
+        for block in (prefixes, suffixes)
+    ]
+    mask = torch.cat([_pad_block(real[0], 0, left=True), _pad_block(real[1], 0, left=left)], dim=1)
     new_labels = None
     if labels is not None:
         new_labels = torch.cat(
