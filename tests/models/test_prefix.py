@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import load_conf
 
 IMAGE = "<image>"
 # Question-first prompts: a multi-turn image row, a single-turn image row, a text-only row.
@@ -16,17 +15,22 @@ PROMPTS = [
 ANSWERS = ["red <eos> user how many ? assistant two <eos>", "three star <eos>", "no <eos>"]
 
 
-def build(tokenizer, projector="quecc", visual_tokens=4, seed=0, **options):
+@pytest.fixture
+def build(tokenizer, conf):
+    """build(projector="quecc", visual_tokens=4, seed=0, **compressor options) -> a tiny VLM."""
     from vlmscale.models import build_vlm
 
-    torch.manual_seed(seed)
-    return build_vlm(
-        llm=load_conf("llm", "tiny-xs"),
-        vision=load_conf("vision", "tiny-clip"),
-        projector=load_conf("projector", projector) | options,
-        visual_tokens=visual_tokens,
-        tokenizer=tokenizer,
-    )
+    def make(projector="quecc", visual_tokens=4, seed=0, **options):
+        torch.manual_seed(seed)
+        return build_vlm(
+            llm=conf("llm", "tiny-xs"),
+            vision=conf("vision", "tiny-clip"),
+            projector=conf("projector", projector) | options,
+            visual_tokens=visual_tokens,
+            tokenizer=tokenizer,
+        )
+
+    return make
 
 
 @pytest.fixture
@@ -64,8 +68,8 @@ def row_alone(vlm, tokenizer, ids, pixel_values):
     return llm.model(inputs_embeds=embeds).logits[0]
 
 
-def test_two_part_forward_equals_one_plain_forward(tokenizer, prefix_batch):
-    vlm = build(tokenizer, query="prefix").eval()
+def test_two_part_forward_equals_one_plain_forward(tokenizer, prefix_batch, build):
+    vlm = build(query="prefix").eval()
     with torch.no_grad():
         out = vlm(**prefix_batch)
         for i in range(3):
@@ -80,8 +84,8 @@ def test_two_part_forward_equals_one_plain_forward(tokenizer, prefix_batch):
     assert out.labels.shape == out.attention_mask.shape == out.logits.shape[:2]
 
 
-def test_prefix_loss_matches_the_plain_forwards_loss(tokenizer, prefix_batch):
-    vlm = build(tokenizer, query="prefix").eval()
+def test_prefix_loss_matches_the_plain_forwards_loss(prefix_batch, build):
+    vlm = build(query="prefix").eval()
     with torch.no_grad():
         out = vlm(**prefix_batch)
         plain = vlm.llm.loss(out.logits, out.labels)
@@ -92,8 +96,8 @@ def test_prefix_loss_matches_the_plain_forwards_loss(tokenizer, prefix_batch):
         torch.testing.assert_close(out.loss, manual)
 
 
-def test_prefix_mode_trains(tokenizer, prefix_batch):
-    vlm = build(tokenizer, query="prefix", visual_tokens=16).train()
+def test_prefix_mode_trains(prefix_batch, build):
+    vlm = build(query="prefix", visual_tokens=16).train()
     params = [p for p in vlm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-3)
     losses = []
@@ -109,10 +113,10 @@ def test_prefix_mode_trains(tokenizer, prefix_batch):
     assert vlm.projector.compressor.query_proj[0].weight.grad is not None
 
 
-def test_detach_query_controls_the_gradient_into_the_llm(tokenizer, prefix_batch):
+def test_detach_query_controls_the_gradient_into_the_llm(prefix_batch, build):
     grads = {}
     for detach in (True, False):
-        vlm = build(tokenizer, query="prefix", detach_query=detach).train()
+        vlm = build(query="prefix", detach_query=detach).train()
         vlm(**prefix_batch).loss.backward()
         grads[detach] = vlm.llm.model.get_input_embeddings().weight.grad.clone()
     # The loss reaches the prefix through the KV cache either way; without detach also through the query.
@@ -120,8 +124,8 @@ def test_detach_query_controls_the_gradient_into_the_llm(tokenizer, prefix_batch
     assert not torch.allclose(grads[True], grads[False])
 
 
-def test_gradient_checkpointing_gives_the_same_loss(tokenizer, prefix_batch):
-    vlm = build(tokenizer, query="prefix").train()
+def test_gradient_checkpointing_gives_the_same_loss(prefix_batch, build):
+    vlm = build(query="prefix").train()
     vlm.llm.model.config.use_cache = False
     cached = vlm(**prefix_batch).loss
     vlm.llm.model.gradient_checkpointing_enable()
@@ -141,8 +145,8 @@ def greedy_reference(vlm, tokenizer, prompt, pixel_values, steps):
     return out
 
 
-def test_prefix_generation_matches_step_by_step_reference(tokenizer, prefix_batch, enc):
-    vlm = build(tokenizer, query="prefix", visual_tokens=16).eval()
+def test_prefix_generation_matches_step_by_step_reference(tokenizer, prefix_batch, enc, build):
+    vlm = build(query="prefix", visual_tokens=16).eval()
     vlm.eos_token_id = None  # random weights: every row runs the full length
     prompts = ["user what is the color ? <image> assistant", "user how ? <image> assistant", PROMPTS[2]]
     prompt_ids, prompt_mask = enc(prompts, side="left")
@@ -156,10 +160,10 @@ def test_prefix_generation_matches_step_by_step_reference(tokenizer, prefix_batc
 
 
 @pytest.mark.parametrize("projector,t", [("quecc_noquery", 16), ("avgpool", 4)])
-def test_query_free_compressors_only_reorder(tokenizer, prefix_batch, projector, t):
+def test_query_free_compressors_only_reorder(prefix_batch, projector, t, build):
     """Without a query the prefix option changes nothing in the model: the data's question-first order is it."""
-    separate = build(tokenizer, projector, t, query="separate").eval()
-    prefix = build(tokenizer, projector, t, query="prefix").eval()
+    separate = build(projector, t, query="separate").eval()
+    prefix = build(projector, t, query="prefix").eval()
     assert prefix.question_first and not separate.question_first
     with torch.no_grad():
         a, b = separate(**prefix_batch), prefix(**prefix_batch)
@@ -167,24 +171,24 @@ def test_query_free_compressors_only_reorder(tokenizer, prefix_batch, projector,
     torch.testing.assert_close(a.loss, b.loss)
 
 
-def test_separate_stays_the_default(tokenizer):
-    vlm = build(tokenizer)
+def test_separate_stays_the_default(build):
+    vlm = build()
     assert vlm.query_mode == "separate" and not vlm.question_first and vlm.detach_query
-    assert build(tokenizer, "mlp2x_gelu", 256).query_mode == "separate"  # no compressor, no option
+    assert build("mlp2x_gelu", 256).query_mode == "separate"  # no compressor, no option
 
 
-def test_prefix_errors(tokenizer, prefix_batch, enc):
+def test_prefix_errors(prefix_batch, enc, build):
     with pytest.raises(ValueError, match=r"query='both'.*separate.*prefix"):
-        build(tokenizer, query="both")
-    vlm = build(tokenizer, query="prefix")
+        build(query="both")
+    vlm = build(query="prefix")
     ids, mask = enc(["<image> what is the color ? assistant red"])
     with pytest.raises(ValueError, match="question_first=True"):
         vlm(prefix_batch["pixel_values"][:1], ids, mask)
 
 
-def test_accounting_counts_no_query_pass_in_prefix_mode(tokenizer):
-    separate = build(tokenizer).accounting(30.0, query_tokens=10.0)
-    prefix = build(tokenizer, query="prefix").accounting(30.0, query_tokens=10.0)
+def test_accounting_counts_no_query_pass_in_prefix_mode(build):
+    separate = build().accounting(30.0, query_tokens=10.0)
+    prefix = build(query="prefix").accounting(30.0, query_tokens=10.0)
     assert separate["query_mode"] == "separate" and prefix["query_mode"] == "prefix"
     assert separate["flops_breakdown"]["query_pass"] > 0
     assert prefix["flops_breakdown"]["query_pass"] == 0.0
@@ -193,8 +197,8 @@ def test_accounting_counts_no_query_pass_in_prefix_mode(tokenizer):
     assert prefix["inference_flops"] == separate["inference_flops"]  # 2N(Q+T) is the same
 
 
-def test_quecc_prefix_config(tokenizer):
-    vlm = build(tokenizer, "quecc_prefix", 16)
+def test_quecc_prefix_config(build):
+    vlm = build("quecc_prefix", 16)
     assert vlm.query_mode == "prefix" and vlm.question_first and vlm.detach_query
-    reference = build(tokenizer, "quecc", 16)
+    reference = build("quecc", 16)
     assert vlm.state_dict().keys() == reference.state_dict().keys()  # a checkpoint loads in either mode
