@@ -65,7 +65,9 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
 def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule:
     from vlmscale.data import build_datasets, collate
 
-    datasets = build_datasets(tokenizer, vlm.vision.image_processor, **to_plain(cfg.data))
+    datasets = build_datasets(
+        tokenizer, vlm.vision.image_processor, question_first=vlm.question_first, **to_plain(cfg.data)
+    )
     image_size = next(iter(datasets.values())).image_size
     loader = to_plain(cfg.loader)
     return VLMDataModule(

@@ -2,7 +2,13 @@
 
 The paper's measure (arXiv 2411.03312) is ``2 * N * (Q + T)``: N the LLM's parameters, Q text tokens, T visual
 tokens. It leaves out the vision tower, the connector (compressor + projector) and, for QueCC, the extra LLM pass over the
-question; :func:`vlm_accounting` reports those too so users can see what the paper's measure omits.
+question; :func:`vlm_accounting` reports those too so users can see what the paper's measure omits. With the
+compressor's ``query: prefix`` the question is read from the prompt's own prefix, so that pass costs 0.
+
+The full count describes a prefill as it runs (``benchmarks/prefill.py`` times it): every prompt token goes
+through the layers (2 x non-embedding parameters each; an embedding lookup is no matmul), and the LM head
+runs once, for the first answer token. 2N(Q+T) instead charges the vocabulary projection to every token,
+a third of the FLOPs for Qwen1.5-0.5B, whose embeddings are a third of its parameters.
 All module counts are matmul/conv FLOPs (2 per multiply-add); norms and activations are not counted.
 """
 
@@ -42,6 +48,11 @@ def causal_attention_flops(num_layers: int, attn_width: int, tokens: float) -> f
     return 2.0 * num_layers * attn_width * float(tokens) ** 2
 
 
+def lm_head_flops(model: nn.Module) -> float:
+    """The vocabulary projection for one position: 2 * vocab * hidden."""
+    return 2.0 * float(model.get_output_embeddings().weight.numel())
+
+
 def _attn_width(config: Any) -> int:
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
@@ -52,7 +63,7 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
     """Accounting for one sample of a built VisionLanguageModel.
 
     text_tokens: Q, text tokens of a prompt (a mean is fine). query_tokens: length of the question the QueCC
-    query pass reads (defaults to Q); counted only when the compressor uses a query.
+    query pass reads (defaults to Q); counted only when the compressor uses a query in ``separate`` mode.
     """
     model = vlm.llm.model
     params = llm_params(model)
@@ -63,12 +74,13 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
     connector = vlm.connector.flops()
     query_len = q if query_tokens is None else float(query_tokens)
     query_pass = 0.0
-    if vlm.connector.needs_query:
+    query_mode = getattr(vlm, "query_mode", "separate")
+    if vlm.connector.needs_query and query_mode == "separate":
         # Base model only (no LM head); embedding lookups cost no matmuls.
         query_pass = 2.0 * params["non_embedding"] * query_len
         query_pass += causal_attention_flops(layers, _attn_width(config), query_len)
     breakdown = {
-        "llm": inference_flops(params["total"], q, t),
+        "llm": 2.0 * params["non_embedding"] * (q + t) + lm_head_flops(model),
         "llm_attention": causal_attention_flops(layers, _attn_width(config), q + t),
         "vision_tower": float(vlm.vision.flops()),
         "compressor": connector["compressor"],
@@ -80,7 +92,8 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
         "llm_params_non_embedding": params["non_embedding"],
         "visual_tokens": t,
         "text_tokens": q,
-        "inference_flops": breakdown["llm"],
+        "query_mode": query_mode,
+        "inference_flops": inference_flops(params["total"], q, t),
         "inference_flops_full": float(sum(breakdown.values())),
         "flops_breakdown": breakdown,
     }

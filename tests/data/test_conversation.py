@@ -116,3 +116,44 @@ def test_bad_conversations(tokenizer):
 
 def test_stop_token_ids(tokenizer):
     assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id]
+
+
+# -------------------------------------------------------------- question first (QueCC query: prefix)
+
+
+def answers(enc, tokenizer):
+    return tokenizer.decode(enc["input_ids"][enc["labels"] != IGNORE_INDEX])
+
+
+def check_question_first(tokenizer):
+    image = image_token_id(tokenizer)
+    first = encode_conversation(tokenizer, CONV, has_image=True, question_first=True)
+    usual = encode_conversation(tokenizer, CONV, has_image=True)
+    ids = first["input_ids"].tolist()
+    at = ids.index(image)
+    assert ids.count(image) == 1 and at > 0
+    # Everything before the image is template + the first question, and it ends with the question's last token.
+    before = tokenizer.decode(ids[:at])
+    assert before.rstrip().endswith("What color is the circle?")
+    assert "How many" not in before
+    assert ids[at - 1] == first["query_ids"][-1]
+    # The same answers are trained on, the same question feeds the query, the prompt is a prefix of the ids.
+    assert answers(first, tokenizer) == answers(usual, tokenizer)
+    assert torch.equal(first["query_ids"], usual["query_ids"])
+    assert first["input_ids"][: len(first["prompt_ids"])].tolist() == first["prompt_ids"].tolist()
+    # An eval prompt is the training record's prompt.
+    prompt = encode_prompt(tokenizer, "What color is the circle?", has_image=True, question_first=True)
+    assert torch.equal(prompt["prompt_ids"], first["prompt_ids"])
+    # Text-only records have no image either way.
+    text = encode_conversation(tokenizer, CONV, has_image=False, question_first=True)
+    assert torch.equal(text["input_ids"], encode_conversation(tokenizer, CONV, has_image=False)["input_ids"])
+
+
+def test_question_first_plain_template(tokenizer):
+    check_question_first(tokenizer)
+
+
+def test_question_first_chat_template(tokenizer):
+    chat = copy.deepcopy(tokenizer)  # the fixture is shared: the template goes on a copy
+    chat.chat_template = CHATML
+    check_question_first(chat)

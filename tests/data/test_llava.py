@@ -233,3 +233,16 @@ def test_encode_text_matches_items_without_touching_images(llava_dir, tokenizer,
         assert enc["answer"] and enc["prompt_ids"].ndim == 1
     item = ds.encode_text(2)  # the text-only record: its item needs no image either
     assert torch.equal(item["prompt_ids"], ds[2]["prompt_ids"])
+
+
+def test_dataset_passes_the_layout_on(tokenizer, processor, llava_dir):
+    data_path, images = llava_dir / "data.json", llava_dir / "images"
+    usual = LlavaDataset(data_path, images, tokenizer, processor)
+    first = LlavaDataset(data_path, images, tokenizer, processor, question_first=True)
+    image = image_token_id(tokenizer)
+    for i in range(len(usual)):
+        a, b = usual[i], first[i]
+        assert torch.equal(a["labels"][a["labels"] != IGNORE_INDEX], b["labels"][b["labels"] != IGNORE_INDEX])
+        assert torch.equal(first.encode_text(i)["input_ids"], b["input_ids"])
+        if a["pixel_values"] is not None:
+            assert a["input_ids"].tolist().index(image) < b["input_ids"].tolist().index(image)

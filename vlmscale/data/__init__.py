@@ -79,6 +79,7 @@ def build_datasets(
     on_missing_image: str = "error",
     system_prompt: str | None = None,
     check_images: bool = True,
+    question_first: bool = False,
 ) -> dict[str, LlavaDataset]:
     """Build the datasets of one data config: ``{split: LlavaDataset}``.
 
@@ -87,7 +88,7 @@ def build_datasets(
     ``source="llava"``: ``splits`` maps a split name to ``{"data_path": ..., "image_folder": ...}`` (``null``
     entries are left out); ``val_size > 0`` without a ``val`` entry holds out that many training records
     (chosen with ``val_seed``). ``name`` only labels the config. The remaining keys go to every
-    :class:`LlavaDataset`.
+    :class:`LlavaDataset`; ``question_first`` comes from the model (``vlm.question_first``), not the config.
     """
     if source not in SOURCES:
         raise ValueError(f"data source must be one of {SOURCES}, got {source!r}")
@@ -97,6 +98,7 @@ def build_datasets(
         "on_missing_image": on_missing_image,
         "system_prompt": system_prompt,
         "check_images": check_images,
+        "question_first": question_first,
     }
     if source == "synthetic":
         folder = ensure_synthetic(

@@ -14,7 +14,9 @@ Two templates:
       [bos][system "\\n"]USER: <image>\\n{question} ASSISTANT: {answer}</s>\\nUSER: {question} ASSISTANT: ...
 
 With an image, every ``<image>`` placeholder is removed from the text and exactly one is put at the start of
-the first user turn, as LLaVA does; text-only records lose any stray placeholder.
+the first user turn, as LLaVA does; text-only records lose any stray placeholder. ``question_first=True`` (for
+QueCC's ``query: prefix``) puts it right after the first question instead (``USER: {question}<image>``), so
+the tokens before the image are template + question and the last of them is the question's last token.
 
 :func:`encode_conversation` serves training data; :func:`encode_prompt` builds the same prompt from a bare
 ``(question, has_image)`` for an eval runner, identical to a training record's ``prompt_ids``; generated ids
@@ -46,11 +48,12 @@ class ConversationError(ValueError):
 
 
 def to_messages(
-    conversations: Sequence[dict], has_image: bool, system: str | None = None
+    conversations: Sequence[dict], has_image: bool, system: str | None = None, question_first: bool = False
 ) -> list[dict[str, str]]:
     """LLaVA turns (``from``/``value``) or chat messages (``role``/``content``) -> chat messages.
 
-    Places exactly one ``IMAGE_TOKEN`` at the start of the first user turn when ``has_image``, none otherwise.
+    Places exactly one ``IMAGE_TOKEN`` at the start of the first user turn when ``has_image`` (at its end with
+    ``question_first``), none otherwise.
     """
     messages: list[dict[str, str]] = []
     for i, turn in enumerate(conversations):
@@ -74,7 +77,10 @@ def to_messages(
         raise ConversationError("a system turn may only come first")
     if has_image:
         first = users[0]
-        first["content"] = f"{IMAGE_TOKEN}\n{first['content']}" if first["content"] else IMAGE_TOKEN
+        if question_first:
+            first["content"] = f"{first['content']}{IMAGE_TOKEN}"
+        else:
+            first["content"] = f"{IMAGE_TOKEN}\n{first['content']}" if first["content"] else IMAGE_TOKEN
     return messages
 
 
@@ -190,25 +196,32 @@ def encode_conversation(
     has_image: bool,
     system: str | None = None,
     max_length: int | None = None,
+    question_first: bool = False,
 ) -> dict:
-    """Encode one LLaVA conversation.
+    """Encode one LLaVA conversation (``question_first``: the image after the first question, see above).
 
     Returns ``input_ids`` and ``labels`` (LongTensor[L], -100 except assistant answers and their end-of-turn),
     ``prompt_ids`` (everything before the first answer, ending in the generation prompt), ``query_ids`` (the
     first user question's text alone: no ``<image>``, no template; never empty), ``answer`` (the first
     assistant answer, stripped; ``""`` without one) and ``truncated`` (whether ``max_length`` cut the ids).
     """
-    return encode_messages(tokenizer, to_messages(conversations, has_image, system), max_length)
+    messages = to_messages(conversations, has_image, system, question_first)
+    return encode_messages(tokenizer, messages, max_length)
 
 
 def encode_prompt(
-    tokenizer: PreTrainedTokenizerBase, question: str, has_image: bool, system: str | None = None
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    has_image: bool,
+    system: str | None = None,
+    question_first: bool = False,
 ) -> dict:
     """The generation prompt for one question (eval): same keys as :func:`encode_conversation`.
 
     ``prompt_ids`` equals the ``prompt_ids`` of a training record whose first question is ``question``.
     """
-    return encode_conversation(tokenizer, [{"from": "human", "value": question}], has_image, system)
+    turns = [{"from": "human", "value": question}]
+    return encode_conversation(tokenizer, turns, has_image, system, question_first=question_first)
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -166,6 +166,7 @@ class LlavaDataset(Dataset):
         default_category: str = "",
         check_images: bool = True,
         records: Sequence[dict] | None = None,
+        question_first: bool = False,
     ):
         if on_missing_image not in ON_MISSING_IMAGE:
             raise ValueError(f"on_missing_image must be one of {ON_MISSING_IMAGE}, got {on_missing_image!r}")
@@ -179,6 +180,7 @@ class LlavaDataset(Dataset):
         self.max_length = max_length
         self.on_missing_image = on_missing_image
         self.system_prompt = system_prompt
+        self.question_first = question_first  # image after the first question (QueCC query=prefix)
         self.default_category = default_category
         self.image_size = processor_image_size(image_processor) if image_processor is not None else None
         self.num_truncated = 0
@@ -264,6 +266,7 @@ class LlavaDataset(Dataset):
             has_image=record.get("image") is not None,
             system=self.system_prompt,
             max_length=self.max_length,
+            question_first=self.question_first,
         )
 
     def __getitem__(self, index: int) -> dict:
@@ -291,6 +294,7 @@ class LlavaDataset(Dataset):
                 has_image=has_image,
                 system=self.system_prompt,
                 max_length=self.max_length,
+                question_first=self.question_first,
             )
         except ConversationError as err:
             raise LlavaFormatError(f"{self.data_path}: record {file_index}: {err}") from None

@@ -36,13 +36,17 @@ log = logging.getLogger("vlmscale.eval")
 # ------------------------------------------------------------------------------------------- generation
 
 
-def _items(samples: Sequence[Sample], tokenizer, image_processor, system_prompt, aspect_ratio) -> list[dict]:
+def _items(
+    samples: Sequence[Sample], tokenizer, image_processor, system_prompt, aspect_ratio, question_first=False
+) -> list[dict]:
     from vlmscale.data import encode_prompt, process_image
 
     items = []
     for s in samples:
         has_image = s.image is not None
-        enc = encode_prompt(tokenizer, s.question, has_image=has_image, system=system_prompt)
+        enc = encode_prompt(
+            tokenizer, s.question, has_image=has_image, system=system_prompt, question_first=question_first
+        )
         items.append(
             {
                 "pixel_values": process_image(open_image(s.image), image_processor, aspect_ratio)
@@ -93,7 +97,12 @@ def generate_answers(
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress):
             items = _items(
-                [samples[i] for i in idx], tokenizer, image_processor, system_prompt, image_aspect_ratio
+                [samples[i] for i in idx],
+                tokenizer,
+                image_processor,
+                system_prompt,
+                image_aspect_ratio,
+                getattr(vlm, "question_first", False),  # the layout the model was trained on
             )
             batch = collate(items, tokenizer.pad_token_id, image_size=image_size)
             tokens = vlm.generate(

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quecc import QueCC, kernel_for_tokens
+from .quecc import QueCC, check_query_mode, kernel_for_tokens
 
 
 @runtime_checkable
@@ -86,9 +86,18 @@ class AvgPool(nn.Module):
     uses_multilevel: bool = False
 
     def __init__(
-        self, vision_width: int, multilevel_width: int, query_width: int, grid: int, visual_tokens: int
+        self,
+        vision_width: int,
+        multilevel_width: int,
+        query_width: int,
+        grid: int,
+        visual_tokens: int,
+        query: str = "separate",  # query-free: prefix only reorders the prompt (question before image)
+        detach_query: bool = True,
     ) -> None:
         super().__init__()
+        self.query_mode = check_query_mode(query)
+        self.detach_query = bool(detach_query)
         self.vision_width = vision_width
         self.grid = grid
         self.visual_tokens = visual_tokens

@@ -3,6 +3,10 @@
 The prompt holds one ``<image>`` placeholder; it is replaced by the T projected visual embeddings. Position ids
 are recomputed from the attention mask (cumulative count of real tokens), so right-padded training batches and
 left-padded generation batches place every real token at the position it would have alone.
+
+For QueCC's ``query: prefix`` mode, :func:`split_at_image` lays a batch out as two blocks instead: the tokens
+before ``<image>`` (template + question), then the visual slots and the rest. The LLM runs over the first block
+once, keeping its KV cache; its last hidden state is the query, and the second block continues from the cache.
 """
 
 from __future__ import annotations
@@ -33,6 +37,110 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+@dataclass
+class TwoPartInputs:
+    """A batch as [prefix block | suffix block], for the forward that continues from the prefix's KV cache.
+
+    The prefix block holds each image row's tokens before ``<image>``, LEFT-padded so that every prefix ends
+    at its last column (the query is read there). The suffix block holds the T visual slots (image rows),
+    then the rest of the row; a text-only row has an empty prefix and its whole sequence in the suffix.
+    Attention mask, positions and labels span both blocks; positions count real tokens only.
+    """
+
+    prefix_ids: torch.Tensor  # [B, P]
+    suffix_ids: torch.Tensor  # [B, S], pad ids on the visual slots
+    visual_slots: torch.Tensor  # [B, S] bool: where the visual embeddings go (T per image row, in order)
+    attention_mask: torch.Tensor  # [B, P + S]
+    position_ids: torch.Tensor  # [B, P + S]
+    labels: torch.Tensor | None  # [B, P + S], IGNORE_INDEX on visual slots and padding
+    image_rows: torch.Tensor  # [B] bool: the rows with visual slots
+
+    @property
+    def prefix_len(self) -> int:
+        return self.prefix_ids.shape[1]
+
+
+def _pad_block(pieces: list[torch.Tensor], value: int | bool, left: bool) -> torch.Tensor:
+    """Stack 1-d tensors into [B, longest], padded with ``value`` on the left or right."""
+    width = max(len(p) for p in pieces)
+    out = pieces[0].new_full((len(pieces), width), value)
+    for i, p in enumerate(pieces):
+        if len(p):
+            if left:
+                out[i, width - len(p) :] = p
+            else:
+                out[i, : len(p)] = p
+    return out
+
+
+def split_at_image(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_rows: torch.Tensor,
+    image_token_id: int,
+    visual_tokens: int,
+    pad_token_id: int,
+    labels: torch.Tensor | None = None,
+    padding_side: str = "right",
+) -> TwoPartInputs:
+    """Lay ``input_ids`` (padded on either side) out as :class:`TwoPartInputs`.
+
+    ``padding_side`` pads the suffix block: "right" for training, "left" for generation (every row's last
+    column is then a real token). Each image row needs a non-empty prefix: the question goes before the image.
+    """
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    real_mask = attention_mask.bool()
+    labels_in = labels if labels is not None else torch.full_like(input_ids, IGNORE_INDEX)
+    prefixes, suffixes, slots, prefix_labels, suffix_labels = [], [], [], [], []
+    for row in range(input_ids.shape[0]):
+        real = real_mask[row]
+        ids, labs = input_ids[row][real], labels_in[row][real]
+        if bool(image_rows[row]):
+            at = int((ids == image_token_id).nonzero()[0])
+            if at == 0:
+                raise ValueError(
+                    f"row {row} starts with the image: query=prefix reads the question from the tokens before "
+                    "<image>; encode the data question-first (question_first=True) or use query=separate"
+                )
+            visual = ids.new_full((visual_tokens,), pad_token_id)
+            prefixes.append(ids[:at])
+            prefix_labels.append(labs[:at])
+            suffixes.append(torch.cat([visual, ids[at + 1 :]]))
+            suffix_labels.append(torch.cat([visual.new_full((visual_tokens,), IGNORE_INDEX), labs[at + 1 :]]))
+            slots.append(torch.arange(len(suffixes[-1]), device=ids.device) < visual_tokens)
+        else:
+            prefixes.append(ids[:0])
+            prefix_labels.append(labs[:0])
+            suffixes.append(ids)
+            suffix_labels.append(labs)
+            slots.append(torch.zeros(len(ids), dtype=torch.bool, device=ids.device))
+    left = padding_side == "left"
+    real = [
+        [torch.ones(len(p), dtype=torch.long, device=input_ids.device) for p in block]
+        for block in (prefixes, suffixes)
+    ]
+    mask = torch.cat([_pad_block(real[0], 0, left=True), _pad_block(real[1], 0, left=left)], dim=1)
+    new_labels = None
+    if labels is not None:
+        new_labels = torch.cat(
+            [
+                _pad_block(prefix_labels, IGNORE_INDEX, left=True),
+                _pad_block(suffix_labels, IGNORE_INDEX, left),
+            ],
+            dim=1,
+        )
+    return TwoPartInputs(
+        prefix_ids=_pad_block(prefixes, pad_token_id, left=True),
+        suffix_ids=_pad_block(suffixes, pad_token_id, left=left),
+        visual_slots=_pad_block(slots, False, left=left),
+        attention_mask=mask.to(attention_mask.dtype),
+        position_ids=positions_from_mask(mask),
+        labels=new_labels,
+        image_rows=image_rows.to(device=input_ids.device, dtype=torch.bool),
+    )
+
+
 class LanguageModel(nn.Module):
     """Holds the HF causal LM as ``.model``."""
 
@@ -51,6 +159,11 @@ class LanguageModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def checkpointing(self) -> bool:
+        """Gradient checkpointing on (its layers then drop KV caches while training)."""
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules())
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(input_ids)
@@ -90,19 +203,51 @@ class LanguageModel(nn.Module):
             **kwargs,
         )
 
-    @torch.no_grad()
-    def query_features(
-        self, query_ids: torch.Tensor, query_attention_mask: torch.Tensor | None = None
+    @property
+    def decoder(self) -> nn.Module:
+        """The base model (no LM head): its ``last_hidden_state`` is the final, normed hidden state."""
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
+
+    def hidden_states(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any = None,
     ) -> torch.Tensor:
-        """Final hidden state at the last real token of each question: [B, hidden_size], no gradient.
+        """Final hidden states [B, L, D] of ``inputs_embeds``; ``attention_mask`` spans the cached tokens too."""
+        kwargs: dict[str, Any] = {"use_cache": cache is not None}
+        if cache is not None:
+            kwargs[self._cache_kwarg] = cache
+        return self.decoder(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        ).last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.get_output_embeddings()(hidden)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The HF model's own causal-LM loss (shifted by one, IGNORE_INDEX skipped)."""
+        return self.model.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1])
+
+    def query_features(
+        self, query_ids: torch.Tensor, query_attention_mask: torch.Tensor | None = None, grad: bool = False
+    ) -> torch.Tensor:
+        """Final hidden state at the last real token of each question: [B, hidden_size]; no gradient unless
+        ``grad``.
 
         Positions come from the mask, so left- and right-padded batches give the same vectors.
         """
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return self._query_features(query_ids, query_attention_mask)
+
+    def _query_features(
+        self, query_ids: torch.Tensor, query_attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         if query_attention_mask is None:
             query_attention_mask = torch.ones_like(query_ids)
         mask = query_attention_mask.long()
-        base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
-        hidden = base(
+        hidden = self.decoder(
             input_ids=query_ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False
         ).last_hidden_state
         index = torch.arange(mask.shape[1], device=mask.device)

@@ -21,6 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Where QueCC's question vector comes from: a second LLM pass over the bare question (the paper), or the last
+# question token of the prompt itself, the question placed before the image and run once as a cached prefix.
+QUERY_MODES = ("separate", "prefix")
+
+
+def check_query_mode(query: str) -> str:
+    if query not in QUERY_MODES:
+        raise ValueError(f"compressor option query={query!r}: use one of {QUERY_MODES}")
+    return query
+
 
 def valid_token_counts(grid: int) -> list[int]:
     """Every T a G x G grid can be compressed to with kernel = stride = k, k dividing G."""
@@ -142,8 +152,12 @@ class QueCC(nn.Module):
         num_heads: int = 8,
         use_query: bool = True,
         eps: float = 1e-6,
+        query: str = "separate",
+        detach_query: bool = True,
     ) -> None:
         super().__init__()
+        self.query_mode = check_query_mode(query)
+        self.detach_query = bool(detach_query)  # the paper's no-grad query; False lets the loss reach it
         if multilevel_width <= 0:
             raise ValueError("QueCC needs multi-level features: set the vision tower's multilevel_layers")
         self.vision_width = vision_width

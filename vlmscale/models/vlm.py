@@ -2,6 +2,14 @@
 
 ``forward`` returns the LM loss over answer tokens; ``generate`` decodes greedily with a KV cache from
 left-padded prompts. Rows without an image (``has_image`` False, or no ``<image>`` token) get no visual tokens.
+
+QueCC's question vector comes from one of two places (the compressor's ``query`` option):
+
+* ``separate`` (the paper): a second LLM pass over the bare question, then one forward over the prompt;
+* ``prefix``: the prompt puts the question before ``<image>``; the LLM runs once over that prefix, keeping its
+  KV cache, the last prefix token's final hidden state is the query, and the visual tokens plus the rest of
+  the prompt continue from the cache (:func:`~vlmscale.models.llm.split_at_image`). No token is run twice.
+  Query-free compressors need no split: for them ``prefix`` only reorders the prompt (done by the data).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from torch import nn
 from .. import flops
 from ..contract import IMAGE_TOKEN
 from .connector import Connector, build_connector
-from .llm import LanguageModel, build_llm
+from .llm import LanguageModel, TwoPartInputs, build_llm, split_at_image
 from .vision import VisionTower, build_vision_tower
 
 
@@ -50,6 +58,25 @@ class VisionLanguageModel(nn.Module):
     def visual_tokens(self) -> int:
         return self.connector.visual_tokens
 
+    @property
+    def query_mode(self) -> str:
+        """``separate`` or ``prefix`` (the compressor's ``query`` option; no compressor: ``separate``)."""
+        return getattr(self.connector.compressor, "query_mode", "separate")
+
+    @property
+    def question_first(self) -> bool:
+        """Whether prompts put the question before the image (what the data must encode for this model)."""
+        return self.query_mode == "prefix"
+
+    @property
+    def detach_query(self) -> bool:
+        return bool(getattr(self.connector.compressor, "detach_query", True))
+
+    @property
+    def _cached_prefix(self) -> bool:
+        """The two-part forward: prefix mode and a compressor that reads the query."""
+        return self.query_mode == "prefix" and self.connector.needs_query
+
     def image_rows(self, input_ids: torch.Tensor, has_image: torch.Tensor | None) -> torch.Tensor:
         """Rows that get visual tokens: flagged as having an image and holding exactly one ``<image>``."""
         count = (input_ids == self.image_token_id).sum(dim=1)
@@ -60,6 +87,18 @@ class VisionLanguageModel(nn.Module):
         rows = count == 1
         if has_image is not None:
             rows = rows & has_image.to(device=rows.device, dtype=torch.bool)
+        return rows
+
+    def _rows_with_pixels(
+        self, input_ids: torch.Tensor, has_image: torch.Tensor | None, pixel_values: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:meth:`image_rows`, refusing rows with an image but no ``pixel_values`` to take it from."""
+        rows = self.image_rows(input_ids, has_image)
+        if pixel_values is None and bool(rows.any()):
+            raise ValueError(
+                f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
+                "or has_image=False for text-only rows (their <image> is then an ordinary token)"
+            )
         return rows
 
     def encode_images(
@@ -74,7 +113,7 @@ class VisionLanguageModel(nn.Module):
         if self.connector.needs_query:
             if query_ids is None:
                 raise ValueError(f"connector {self.connector.name!r} needs query_ids (the question text)")
-            query = self.llm.query_features(query_ids, query_attention_mask)
+            query = self.llm.query_features(query_ids, query_attention_mask, grad=not self.detach_query)
         return self.connector(features, query).to(self.llm.dtype)
 
     def _splice(
@@ -88,13 +127,8 @@ class VisionLanguageModel(nn.Module):
         has_image: torch.Tensor | None,
         padding_side: str,
     ):
-        rows = self.image_rows(input_ids, has_image)
+        rows = self._rows_with_pixels(input_ids, has_image, pixel_values)
         visual = None
-        if pixel_values is None and bool(rows.any()):
-            raise ValueError(
-                f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
-                "or has_image=False for text-only rows (their <image> is then an ordinary token)"
-            )
         if pixel_values is not None and bool(rows.any()):
             # Only rows with an image go through the tower, compressor and query pass.
             q_ids = query_ids[rows] if query_ids is not None else None
@@ -114,6 +148,8 @@ class VisionLanguageModel(nn.Module):
         query_attention_mask: torch.Tensor | None = None,
         has_image: torch.Tensor | None = None,
     ) -> VLMOutput:
+        if self._cached_prefix:
+            return self._two_part_forward(pixel_values, input_ids, attention_mask, labels, has_image)
         spliced = self._splice(
             pixel_values,
             input_ids,
@@ -149,31 +185,37 @@ class VisionLanguageModel(nn.Module):
             raise ValueError(
                 "generate needs LEFT-padded prompts (every row's last column must be a real token)"
             )
-        spliced = self._splice(
-            pixel_values,
-            prompt_ids,
-            prompt_attention_mask,
-            None,
-            query_ids,
-            query_attention_mask,
-            has_image,
-            "left",
-        )
         cache = self.llm.new_cache()
-        mask, positions = spliced.attention_mask, spliced.position_ids
-        out = self.llm(
-            inputs_embeds=spliced.inputs_embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            logits_to_keep=1,
-        )
+        if self._cached_prefix:
+            parts = self._split(pixel_values, prompt_ids, prompt_attention_mask, None, has_image, "left")
+            hidden = self._two_part_hidden(pixel_values, parts, cache)
+            last_logits = self.llm.logits(hidden[:, -1:])
+            mask, positions = parts.attention_mask, parts.position_ids
+        else:
+            spliced = self._splice(
+                pixel_values,
+                prompt_ids,
+                prompt_attention_mask,
+                None,
+                query_ids,
+                query_attention_mask,
+                has_image,
+                "left",
+            )
+            mask, positions = spliced.attention_mask, spliced.position_ids
+            last_logits = self.llm(
+                inputs_embeds=spliced.inputs_embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                logits_to_keep=1,
+            ).logits
         batch = prompt_ids.shape[0]
         finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
         next_pos = positions[:, -1:] + 1
         generated: list[torch.Tensor] = []
         for step in range(max_new_tokens):
-            token = out.logits[:, -1].argmax(dim=-1)
+            token = last_logits[:, -1].argmax(dim=-1)
             token = torch.where(finished, torch.full_like(token, self.pad_token_id), token)
             generated.append(token)
             if self.eos_token_id is not None:
@@ -181,11 +223,79 @@ class VisionLanguageModel(nn.Module):
             if bool(finished.all()) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
-            out = self.llm(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos, cache=cache)
+            last_logits = self.llm(
+                input_ids=token[:, None], attention_mask=mask, position_ids=next_pos, cache=cache
+            ).logits
             next_pos = next_pos + 1
         if not generated:
             return prompt_ids.new_zeros(batch, 0)
         return torch.stack(generated, dim=1)
+
+    # -- query: prefix -----------------------------------------------------------------------------------
+
+    def _split(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+        has_image: torch.Tensor | None,
+        padding_side: str,
+    ) -> TwoPartInputs:
+        rows = self._rows_with_pixels(input_ids, has_image, pixel_values)
+        return split_at_image(
+            input_ids,
+            attention_mask,
+            rows,
+            self.image_token_id,
+            self.visual_tokens,
+            self.pad_token_id,
+            labels,
+            padding_side,
+        )
+
+    def _two_part_hidden(
+        self, pixel_values: torch.Tensor | None, parts: TwoPartInputs, cache: Any = None
+    ) -> torch.Tensor:
+        """Final hidden states [B, P + S] of a two-part batch; ``cache`` (if given) ends up holding all of it.
+
+        Part 1 runs the prefix block and reads the query at its last column; part 2 continues from the cache.
+        Gradient checkpointing drops caches in training, so there part 2 re-runs the prefix (same result).
+        """
+        rows = parts.image_rows
+        length, mask, positions = parts.prefix_len, parts.attention_mask, parts.position_ids
+        prefix_embeds = self.llm.embed(parts.prefix_ids)
+        suffix_embeds = self.llm.embed(parts.suffix_ids)
+        if not bool(rows.any()):  # no image: nothing to compress, one plain pass
+            embeds = torch.cat([prefix_embeds, suffix_embeds], dim=1)
+            return self.llm.hidden_states(embeds, mask, positions, cache)
+        if cache is None and not (self.llm.checkpointing and self.training and torch.is_grad_enabled()):
+            cache = self.llm.new_cache()
+        prefix = self.llm.hidden_states(prefix_embeds, mask[:, :length], positions[:, :length], cache)
+        query = prefix[rows, -1]
+        if self.detach_query:
+            query = query.detach()
+        features = self.vision(pixel_values[rows], multilevel=self.connector.needs_multilevel)
+        visual = self.connector(features, query).to(suffix_embeds.dtype)
+        suffix_embeds = suffix_embeds.masked_scatter(parts.visual_slots[..., None], visual)
+        if cache is None:
+            embeds = torch.cat([prefix_embeds, suffix_embeds], dim=1)
+            return self.llm.hidden_states(embeds, mask, positions)
+        suffix = self.llm.hidden_states(suffix_embeds, mask, positions[:, length:], cache)
+        return torch.cat([prefix, suffix], dim=1)
+
+    def _two_part_forward(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None,
+        has_image: torch.Tensor | None,
+    ) -> VLMOutput:
+        parts = self._split(pixel_values, input_ids, attention_mask, labels, has_image, "right")
+        logits = self.llm.logits(self._two_part_hidden(pixel_values, parts))
+        loss = None if parts.labels is None else self.llm.loss(logits, parts.labels)
+        return VLMOutput(loss, logits, parts.labels, parts.attention_mask)
 
     def accounting(self, text_tokens: float, query_tokens: float | None = None) -> dict[str, Any]:
         """N, T, Q and inference FLOPs (the paper's 2N(Q+T) and a fuller count); see :mod:`vlmscale.flops`."""
@@ -202,8 +312,8 @@ def build_vlm(
 ) -> VisionLanguageModel:
     """Build the parts from their config dicts (YAML keys = builder kwargs) around ``tokenizer``.
 
-    ``compressor`` is ``{"name": ..., **options}`` (conf/compressor/), ``projector`` is ``{"name": ...}``
-    (conf/projector/)."""
+    ``compressor`` is ``{"name": ..., "type"?: ..., **options}`` (conf/compressor/; ``type`` is the registered
+    class when it differs from the name), ``projector`` is ``{"name": ...}`` (conf/projector/)."""
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_token_id is None or image_token_id == tokenizer.unk_token_id:
         raise ValueError(f"tokenizer has no {IMAGE_TOKEN} token; add it as a special token first")
@@ -218,8 +328,11 @@ def build_vlm(
         # Mean-resizing only helps trained embeddings; random ones are just re-drawn.
         lm.model.resize_token_embeddings(len(tokenizer), mean_resizing=not random_init)
     compressor_options = dict(compressor)
+    name = compressor_options.pop("name")
+    # `type` picks the registered class when a YAML names a variant of it (quecc_prefix is a quecc).
+    registered = compressor_options.pop("type", name)
     connector = build_connector(
-        compressor_options.pop("name"),
+        registered,
         dict(projector)["name"],
         **compressor_options,
         visual_tokens=int(visual_tokens),
