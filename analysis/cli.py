@@ -99,6 +99,17 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar on the bootstrap")
 
 
+def _law_fit_out_args(p: argparse.ArgumentParser, text_tokens_help: str, no_plots_help: str) -> None:
+    """What `fit` and `demo` share: fit one law, then write its files (and plots at Q text tokens) to --out."""
+    from analysis.laws import LAWS
+
+    p.add_argument("--law", default="paper", choices=sorted(LAWS), help="law to fit (default paper)")
+    _fit_args(p)
+    p.add_argument("--text-tokens", type=float, default=50.0, metavar="Q", help=text_tokens_help)
+    p.add_argument("--no-plots", action="store_true", help=no_plots_help)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analysis.laws import LAWS
 
@@ -133,17 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "isoflop, d_profile.",
     )
     _data_args(p)
-    p.add_argument("--law", default="paper", choices=sorted(LAWS), help="law to fit (default paper)")
-    _fit_args(p)
-    p.add_argument(
-        "--text-tokens",
-        type=float,
-        default=50.0,
-        metavar="Q",
-        help="Q in FLOPs = 2N(Q+T) for the plots (default 50)",
-    )
-    p.add_argument("--no-plots", action="store_true", help="write fit.json only")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _law_fit_out_args(p, "Q in FLOPs = 2N(Q+T) for the plots (default 50)", "write fit.json only")
 
     p = sub.add_parser(
         "demo",
@@ -166,13 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-col", help="column with the LLM size N (default llm_params)")
     p.add_argument("--t-col", help="column with the number of visual tokens T (default visual_tokens)")
-    p.add_argument("--law", default="paper", choices=sorted(LAWS), help="law to fit (default paper)")
-    _fit_args(p)
-    p.add_argument(
-        "--text-tokens", type=float, default=50.0, metavar="Q", help="Q for the optimal T (default 50)"
-    )
-    p.add_argument("--no-plots", action="store_true", help="fit.json files only")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _law_fit_out_args(p, "Q for the optimal T (default 50)", "fit.json files only")
 
     p = sub.add_parser(
         "frontier",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import AnalysisInputError
-from vlmscale.contract import RESULT_FILE, parse_run_dir
+from vlmscale.contract import RESULT_FILE, parse_json, parse_run_dir
 
 #: Left out of the table unless asked for: the resolved config is large and the traceback is multi-line.
 _BULKY = ("config", "error.traceback")
@@ -75,13 +75,9 @@ def _read_result(path: Path) -> dict:
     if not text.strip():
         raise ValueError("empty file (half-written?)")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}; half-written?)"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+        data = parse_json(text, dict)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (half-written?)") from None
     if "status" not in data:
         raise ValueError("no 'status' field (not a vlmscale result.json?)")
     return data

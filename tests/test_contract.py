@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vlmscale.contract import default_cache_dir, parse_run_dir, run_dir_name
+from vlmscale.contract import default_cache_dir, parse_json, parse_run_dir, run_dir_name
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -51,3 +51,13 @@ def test_cache_default_is_the_contracts(monkeypatch):
     assert cfg["data.cache_dir"] == cfg["paths.cache_dir"]
     monkeypatch.setenv("VLMSCALE_CACHE", "/tmp/elsewhere")
     assert compose_train([])["data.cache_dir"] == "/tmp/elsewhere" == str(default_cache_dir())
+
+
+def test_parse_json_names_where_it_breaks_and_what_was_expected():
+    assert parse_json('{"a": 1}', dict) == {"a": 1} and parse_json("[1]", list) == [1]
+    with pytest.raises(ValueError, match=r"not valid JSON at line 2 column 1"):
+        parse_json('{"a": 1,\n', dict)
+    with pytest.raises(ValueError, match=r"expected a JSON object, got list"):
+        parse_json("[1]", dict)
+    with pytest.raises(ValueError, match=r"expected a JSON list, got dict"):
+        parse_json("{}", list)

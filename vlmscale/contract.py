@@ -6,6 +6,7 @@ Nothing here imports torch, Lightning, Hydra or transformers: it is the contract
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -70,3 +71,17 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_plain(v) for v in value]
     return value
+
+
+# -- JSON written by others ----------------------------------------------------------------------------------
+def parse_json(text: str, expected: type[dict] | type[list]) -> Any:
+    """``json.loads`` for files a user or another run wrote: a ValueError that says where the text breaks
+    and what top-level value was expected (callers add the path and the likely cause)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, expected):
+        kind = "object" if expected is dict else "list"
+        raise ValueError(f"expected a JSON {kind}, got {type(data).__name__}")
+    return data

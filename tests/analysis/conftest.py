@@ -12,6 +12,19 @@ REFERENCE = Path(__file__).resolve().parents[2] / "sweeps" / "reference" / "li20
 
 LLMS = {"tiny-xs": 1.0e6, "tiny-s": 3.0e6, "tiny-m": 1.0e7, "tiny-l": 3.0e7}
 TOKENS = (1, 4, 16, 64)
+# What every fit reports besides its law and parameters (fit.json and `FitResult.to_dict()` alike).
+FIT_STATISTICS = (
+    "sse",
+    "rmse",
+    "r2",
+    "aic",
+    "bic",
+    "loo_rmse",
+    "extrapolation",
+    "fit_time_s",
+    "excluded",
+    "n_points",
+)
 
 
 #: Per-image costs beyond 2N(Q+T) written into every fixture result.json (hand-picked, checked in tests).

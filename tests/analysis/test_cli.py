@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
+from tests.analysis.conftest import FIT_STATISTICS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,40 +54,21 @@ def test_makefile_demo_fit_line(sweep_dir, tmp_path):
     assert "per-category fits" in res.stdout
 
 
+def _on_reference(command: str, reference_csv, *args: str) -> list[str]:
+    """Arguments running ``command`` on the reference grid, whose y column is an accuracy."""
+    return [command, str(reference_csv), "--y-col", "accuracy", "--accuracy", *args]
+
+
 def test_reference_fit_frontier_compare(reference_csv, tmp_path, capsys):
     out = tmp_path / "ref"
-    argv = [
-        "fit",
-        str(reference_csv),
-        "--y-col",
-        "accuracy",
-        "--accuracy",
-        "--bootstrap",
-        "20",
-        "--out",
-        str(out),
-    ]
+    argv = _on_reference("fit", reference_csv, "--bootstrap", "20", "--out", str(out))
     assert main(argv + ["--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "warning: parameter D = 0 sits on its lower bound" in captured.err
     assert "alpha/beta" in captured.out and "SSE 0.0003794" in captured.out
     assert "[[Variables]]" in (out / "fit_report.txt").read_text()
     fit = json.loads((out / "fit.json").read_text())
-    for key in (
-        "law",
-        "params",
-        "sse",
-        "rmse",
-        "r2",
-        "aic",
-        "bic",
-        "loo_rmse",
-        "extrapolation",
-        "n_points",
-        "excluded",
-        "fit_time_s",
-    ):
-        assert key in fit
+    assert set(FIT_STATISTICS) | {"law", "params"} <= set(fit)
     assert fit["params"]["D"]["at_bound"] == "lower" and fit["params"]["alpha"]["ci_low"] is not None
     assert 13 < fit["T_closed_form"] < 14
 
@@ -114,20 +96,7 @@ def test_reference_fit_frontier_compare(reference_csv, tmp_path, capsys):
     assert (pd.read_csv(tmp_path / "q0" / "frontier_Q0.csv").T_opt.round(6) == 1).all()
     assert (tmp_path / "q0" / "isoflop_Q0.png").exists()
 
-    assert (
-        main(
-            [
-                "compare",
-                str(reference_csv),
-                "--y-col",
-                "accuracy",
-                "--accuracy",
-                "--out",
-                str(tmp_path / "cmp"),
-            ]
-        )
-        == 0
-    )
+    assert main(_on_reference("compare", reference_csv, "--out", str(tmp_path / "cmp"))) == 0
     printed = capsys.readouterr().out
     assert "paper" in printed and "additive" in printed
     ranked = pd.read_csv(tmp_path / "cmp" / "compare.csv")
@@ -137,17 +106,7 @@ def test_reference_fit_frontier_compare(reference_csv, tmp_path, capsys):
 
 
 def test_huber_log_space_cli(reference_csv, tmp_path, capsys):
-    argv = [
-        "fit",
-        str(reference_csv),
-        "--y-col",
-        "accuracy",
-        "--accuracy",
-        "--loss",
-        "huber",
-        "--huber-delta",
-        "1e-3",
-    ]
+    argv = _on_reference("fit", reference_csv, "--loss", "huber", "--huber-delta", "1e-3")
     assert main(argv + ["--log-space", "--law", "additive", "--no-plots", "--out", str(tmp_path)]) == 0
     fit = json.loads((tmp_path / "fit.json").read_text())
     assert fit["law"] == "additive" and fit["options"]["loss"] == "huber" and fit["options"]["log_space"]

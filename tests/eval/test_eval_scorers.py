@@ -106,16 +106,26 @@ def test_exact_match_lenient():
 
 
 @pytest.mark.parametrize(
+    "pred, official, lenient",
+    [
+        ("Yes", "yes", "yes"),
+        ("yes.", "yes", "yes"),
+        ("No, there is not.", "no", "no"),
+        ("There is no dog.", "no", "no"),
+        ("It is not a cat", "no", "no"),
+        ("maybe", "yes", None),  # official: anything without a no-word is a yes
+        ("", "yes", None),
+        ("NO", "yes", "no"),  # official: only "No", "no", "not" count
+    ],
+)
+def test_parse_yes_no_official_and_lenient(pred, official, lenient):
+    assert S.parse_yes_no(pred) == official
+    assert S.parse_yes_no_lenient(pred) == lenient
+
+
+@pytest.mark.parametrize(
     "pred, expected",
     [
-        ("Yes", "yes"),
-        ("yes.", "yes"),
-        ("No, there is not.", "no"),
-        ("There is no dog.", "no"),
-        ("It is not a cat", "no"),
-        ("maybe", "yes"),  # anything without a no-word is a yes
-        ("", "yes"),
-        ("NO", "yes"),  # only "No", "no", "not" count
         ("Yes. There is no dog.", "yes"),  # the first sentence only
         ("No\nthere is none", "yes"),  # split on single spaces: "No\nthere" is one word
         ("There isn't one", "yes"),
@@ -124,23 +134,6 @@ def test_exact_match_lenient():
 )
 def test_parse_yes_no_official(pred, expected):
     assert S.parse_yes_no(pred) == expected
-
-
-@pytest.mark.parametrize(
-    "pred, expected",
-    [
-        ("Yes", "yes"),
-        ("yes.", "yes"),
-        ("No, there is not.", "no"),
-        ("There is no dog.", "no"),
-        ("It is not a cat", "no"),
-        ("maybe", None),
-        ("", None),
-        ("NO", "no"),
-    ],
-)
-def test_parse_yes_no_lenient(pred, expected):
-    assert S.parse_yes_no_lenient(pred) == expected
 
 
 def test_pope_metrics_official_by_hand():

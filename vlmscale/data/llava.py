@@ -30,6 +30,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from vlmscale.contract import parse_json
 from vlmscale.data.conversation import ConversationError, encode_conversation, to_messages
 
 log = logging.getLogger(__name__)
@@ -136,13 +137,9 @@ def read_records(path: str | Path) -> list[dict]:
                 ) from None
     else:
         try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise LlavaFormatError(
-                f"{path}: not valid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-            ) from None
-        if not isinstance(records, list):
-            raise LlavaFormatError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+            records = parse_json(text, list)
+        except ValueError as err:
+            raise LlavaFormatError(f"{path}: {err}") from None
     return [_validate(r, path, i) for i, r in enumerate(records)]
 
 

@@ -103,6 +103,22 @@ def with_prompt(question: str, prompt: str | None) -> str:
     return f"{question}\n{prompt}" if prompt else question
 
 
+def check_category(owner: str, category: str) -> None:
+    """Both a benchmark and a task carry a category; it must be one the category averages know."""
+    if category not in CATEGORIES:
+        raise ValueError(f"{owner}: category must be one of {CATEGORIES}, got {category!r}")
+
+
+def open_question(task: Task, id: Any, image: str | Path, question: str, answers: Sequence[Any]) -> Sample:
+    """A free-answer question: the task's answer prompt appended, id, image path and answers as text."""
+    return Sample(
+        id=str(id),
+        image=str(image),
+        question=with_prompt(question, task.prompt),
+        references=[str(a) for a in answers],
+    )
+
+
 Loader = Callable[["Task"], list[Sample]]
 Scorer = Callable[["Task", list[Sample], list[Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
 
@@ -128,10 +144,7 @@ class Benchmark:
     default_scoring: str = "official"
 
     def __post_init__(self) -> None:
-        if self.category not in CATEGORIES:
-            raise ValueError(
-                f"benchmark {self.name!r}: category must be one of {CATEGORIES}, got {self.category!r}"
-            )
+        check_category(f"benchmark {self.name!r}", self.category)
         if self.default_scoring not in self.scorings:
             raise ValueError(
                 f"benchmark {self.name!r}: default scoring {self.default_scoring!r} is not declared"
@@ -168,10 +181,7 @@ class Task:
     scoring: str = "official"
 
     def __post_init__(self) -> None:
-        if self.category not in CATEGORIES:
-            raise ValueError(
-                f"task {self.name!r}: category must be one of {CATEGORIES}, got {self.category!r}"
-            )
+        check_category(f"task {self.name!r}", self.category)
 
     # -- files ---------------------------------------------------------------------------------------------
     def _missing(self, what: str) -> BenchmarkNotFoundError:
@@ -260,6 +270,12 @@ def limit_samples(samples: list[Sample], limit: int) -> list[Sample]:
 def is_answer(pred: Any) -> bool:
     """A prediction that is text with something in it (else it counts as unparseable, and wrong)."""
     return isinstance(pred, str) and bool(pred.strip())
+
+
+def official_and_lenient(make: Callable[[Any], Scorer], official: Any, lenient: Any) -> dict[str, Scorer]:
+    """The usual two scorings of a benchmark: one scorer built once with the official rule (parser, letter
+    rule, metric) and once with vlmscale's more tolerant one."""
+    return {"official": make(official), "lenient": make(lenient)}
 
 
 def simple_scorer(score_one: Callable[[Any, Sample], float | None], name: str = "score") -> Scorer:

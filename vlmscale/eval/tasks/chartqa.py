@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import scorers
-from .base import Benchmark, Sample, Scorer, Task, simple_scorer, with_prompt
+from .base import Benchmark, Sample, Scorer, Task, official_and_lenient, simple_scorer, with_prompt
 from .common import mean
 
 LAYOUT = """  test_human.json, test_augmented.json   [{"imgname", "query", "label"}]  (also accepted under test/)
@@ -51,10 +51,7 @@ def chartqa_scorer(relaxed: Callable[[Any, str], float]) -> Scorer:
 BENCHMARK = Benchmark(
     name="chartqa",
     loader=load,
-    scorings={
-        "official": chartqa_scorer(scorers.relaxed_accuracy),
-        "lenient": chartqa_scorer(scorers.relaxed_accuracy_lenient),
-    },
+    scorings=official_and_lenient(chartqa_scorer, scorers.relaxed_accuracy, scorers.relaxed_accuracy_lenient),
     category="reasoning",  # the paper counts ChartQA in its visual-reasoning average
     layout=LAYOUT,
 )

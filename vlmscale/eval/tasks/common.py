@@ -17,6 +17,7 @@ from .base import (
     Task,
     format_options,
     is_answer,
+    official_and_lenient,
     with_prompt,
 )
 
@@ -119,7 +120,7 @@ def choice_scorer(
 def choice_scorings(official: LetterRule = official_letter) -> dict[str, Scorer]:
     """The two scorings of a multiple-choice benchmark: ``official`` with ``official``'s letter rule,
     ``lenient`` with vlmscale's `scorers.extract_option_letter`."""
-    return {"official": choice_scorer(official), "lenient": choice_scorer(lenient_letter)}
+    return official_and_lenient(choice_scorer, official, lenient_letter)
 
 
 def choice_benchmark(name: str, loader: Loader, layout: str, **declared: Any) -> Benchmark:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import scorers
-from .base import Benchmark, Sample, Task, simple_scorer, with_prompt
+from .base import Benchmark, Sample, Task, open_question, simple_scorer
 
 LAYOUT = """  val_v1.0.json (or val_v1.0_withQT.json)   {"data": [{"questionId", "question", "image": "documents/<f>.png",
                                               "answers": [...]}]}
@@ -15,12 +15,7 @@ LAYOUT = """  val_v1.0.json (or val_v1.0_withQT.json)   {"data": [{"questionId",
 def load(task: Task) -> list[Sample]:
     data = json.loads(task.file("val_v1.0.json", "val_v1.0_withQT.json", "val*.json").read_text())["data"]
     return [
-        Sample(
-            id=str(q["questionId"]),
-            image=str(task.path / q["image"]),
-            question=with_prompt(q["question"], task.prompt),
-            references=[str(a) for a in q["answers"]],
-        )
+        open_question(task, q["questionId"], task.path / q["image"], q["question"], q["answers"])
         for q in data
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import scorers
-from .base import Benchmark, Sample, Task, simple_scorer, with_prompt
+from .base import Benchmark, Sample, Task, open_question, simple_scorer
 
 LAYOUT = """  testdev_balanced_questions.json   official GQA questions: {qid: {"imageId", "question", "answer", ...}}
   images/<imageId>.jpg"""
@@ -15,12 +15,7 @@ def load(task: Task) -> list[Sample]:
     questions = json.loads(task.file("testdev_balanced_questions.json", "*questions*.json").read_text())
     images = task.path / "images"
     return [
-        Sample(
-            id=str(qid),
-            image=str(images / f"{q['imageId']}.jpg"),
-            question=with_prompt(q["question"], task.prompt),
-            references=[str(q["answer"])],
-        )
+        open_question(task, qid, images / f"{q['imageId']}.jpg", q["question"], [q["answer"]])
         for qid, q in questions.items()
     ]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import scorers
-from .base import Benchmark, Sample, Scorer, Task, with_prompt
+from .base import Benchmark, Sample, Scorer, Task, official_and_lenient, with_prompt
 from .common import answer_records
 
 LAYOUT = """  <subtask>/                      one folder per subtask (existence, count, ..., code_reasoning), either
@@ -63,10 +63,7 @@ def mme_scorer(parse: Callable[[Any], str | None]) -> Scorer:
 BENCHMARK = Benchmark(
     name="mme",
     loader=load,
-    scorings={
-        "official": mme_scorer(scorers.parse_mme_answer),
-        "lenient": mme_scorer(scorers.parse_mme_answer_lenient),
-    },
+    scorings=official_and_lenient(mme_scorer, scorers.parse_mme_answer, scorers.parse_mme_answer_lenient),
     category="reasoning",
     layout=LAYOUT,
     max_new_tokens=8,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import scorers
-from .base import Benchmark, Sample, Scorer, Task, read_jsonl, with_prompt
+from .base import Benchmark, Sample, Scorer, Task, official_and_lenient, read_jsonl, with_prompt
 from .common import answer_records, mean
 
 LAYOUT = """  coco_pope_{random,popular,adversarial}.json   one JSON object a line: {"question_id", "image", "text", "label": "yes"|"no"}
@@ -56,10 +56,7 @@ def pope_scorer(parse: Callable[[Any], str | None]) -> Scorer:
 BENCHMARK = Benchmark(
     name="pope",
     loader=load,
-    scorings={
-        "official": pope_scorer(scorers.parse_yes_no),
-        "lenient": pope_scorer(scorers.parse_yes_no_lenient),
-    },
+    scorings=official_and_lenient(pope_scorer, scorers.parse_yes_no, scorers.parse_yes_no_lenient),
     category="reasoning",
     layout=LAYOUT,
     max_new_tokens=8,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import scorers
-from .base import Benchmark, Sample, Task, simple_scorer, with_prompt
+from .base import Benchmark, Sample, Task, open_question, simple_scorer
 
 LAYOUT = """  TextVQA_0.5.1_val.json   {"data": [{"question_id", "image_id", "question", "answers": [10 strings]}]}
   train_images/<image_id>.jpg"""
@@ -15,12 +15,7 @@ def load(task: Task) -> list[Sample]:
     data = json.loads(task.file("TextVQA_0.5.1_val.json", "TextVQA*.json").read_text())["data"]
     images = task.path / "train_images"
     return [
-        Sample(
-            id=str(q["question_id"]),
-            image=str(images / f"{q['image_id']}.jpg"),
-            question=with_prompt(q["question"], task.prompt),
-            references=[str(a) for a in q["answers"]],
-        )
+        open_question(task, q["question_id"], images / f"{q['image_id']}.jpg", q["question"], q["answers"])
         for q in data
     ]
 
