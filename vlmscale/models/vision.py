@@ -157,11 +157,26 @@ def build_vision_tower(
     multilevel_layers: Sequence[int] = (12, 16, 22, 23),
     freeze: bool = True,
     dtype: str | None = "float32",
+    pretrain: Mapping[str, Any] | None = None,
 ) -> VisionTower:
-    """Build from an HF name/local path (``pretrained``) or from a config dict with a ``model_type`` key."""
+    """Build from an HF name/local path (``pretrained``) or from a config dict with a ``model_type`` key.
+
+    ``pretrain`` (with ``config``, no ``pretrained``): the config's weights come from a short pretraining on
+    synthetic scenes, run once and cached (:mod:`vlmscale.models.tower_pretrain`); its keys are that module's
+    parameters (steps, batch_size, lr, seed) plus an optional ``cache_dir``.
+    """
     import transformers
 
     torch_dtype = resolve_dtype(dtype)
+    if pretrain is not None and pretrained is None:
+        if config is None:
+            raise ValueError(
+                "vision `pretrain` needs a `config` to pretrain; set pretrain: null with `pretrained`"
+            )
+        from vlmscale.models.tower_pretrain import ensure_pretrained_tower
+
+        options = dict(to_plain(pretrain))
+        pretrained = str(ensure_pretrained_tower(config, options.pop("cache_dir", None), **options))
     if pretrained is not None:
         model_type = transformers.AutoConfig.from_pretrained(pretrained).model_type
         cls = getattr(transformers, _VISION_MODEL_CLASSES.get(model_type, "AutoModel"))
