@@ -26,13 +26,16 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
-# The main job on the embedded default: the tiny sweep on the synthetic suite, then the scaling-law fit.
-# Re-running it skips the points already done.
+# The main job on the embedded default: the tiny tower's one-off pretraining (cached; both cores), the tiny sweep
+# (4 LLMs x 4 T x 2 seeds, 2 points at a time) on the synthetic suite, then one scaling-law fit per category.
+# Re-running it skips what is done.
 demo: install
+	$(PY) -m vlmscale.models.tower_pretrain --threads 2
 	$(PY) -m vlmscale.train +sweep=tiny hydra.sweep.dir=$(DEMO_DIR)/sweep
-	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/reasoning --bootstrap 200 --out $(DEMO_DIR)/fit
+	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/reasoning --bootstrap 200 --out $(DEMO_DIR)/fit/reasoning
+	$(PY) -m analysis fit $(DEMO_DIR)/sweep --y-col metrics.error/ocr --bootstrap 200 --out $(DEMO_DIR)/fit/ocr
 	@echo "results table: $(DEMO_DIR)/sweep/results.csv"
-	@echo "fit and plots: $(DEMO_DIR)/fit/ (scaling.png is the paper-style figure)"
+	@echo "fits and plots: $(DEMO_DIR)/fit/{reasoning,ocr}/"
 
 lint: install
 	$(PY) -m ruff check vlmscale analysis hydra_plugins tests benchmarks

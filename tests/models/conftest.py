@@ -45,7 +45,7 @@ def build_tiny(
     torch.manual_seed(seed)
     return build_vlm(
         llm=load_conf("llm", llm),
-        vision=load_conf("vision", "tiny-clip"),
+        vision={**load_conf("vision", "tiny-clip"), "pretrain": None},  # random weights: no pretraining run
         projector=load_conf("projector", projector),
         visual_tokens=visual_tokens,
         tokenizer=tokenizer,

@@ -139,8 +139,9 @@ def ensure_pretrained_tower(
         )
         encoder.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
-        meta = {"params": params, "loss_first10": first, "loss_last10": last, "seconds": time.time() - start}
+        window = max(1, min(10, len(losses) // 2))  # mean loss over the first and the last few steps
+        first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
+        meta = {"params": params, "loss_first": first, "loss_last": last, "seconds": time.time() - start}
         (tmp / "pretrain.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
         log.info("tiny tower pretrained in %.0f s: loss %.3f -> %.3f", meta["seconds"], first, last)
 
