@@ -4,13 +4,14 @@ real data.
 Every image (default 64x64, the tiny CLIP's size: a 16x16 grid of 4-pixel patches) carries one short question.
 The two categories probe what the paper's categories probe:
 
-- ``reasoning``: a few large objects in a 2x2 layout (32-pixel cells); the picture is coarse and the language
-  carries the difficulty: every family has several paraphrases, and the questions compose (count objects with
-  a condition on shape or colour, compare two objects' colours, relate two objects spatially, check a
-  colour-shape pair against near misses). A few query-conditioned visual tokens can carry such a picture.
-- ``ocr``: three glyphs (about 12x14 pixels, the bundled bitmap font scaled 2x) in three different cells of a
-  4x4 layout (16-pixel cells), read in row-major order. One visual token cannot carry three glyphs in separate
-  places; T = 16 gives each cell its own token.
+- ``reasoning``: one to three large objects in a 2x2 layout (32-pixel cells); the picture is coarse (mostly
+  which colours are where) and the language carries the difficulty: every family has several paraphrases, and
+  questions compose (compare two objects' colours, relate two objects left/right or above/below, count by shape
+  or by colour). A few query-conditioned visual tokens can carry such a picture.
+- ``ocr``: a line of three glyphs (about 12x14 pixels each, the bundled bitmap font scaled 2x), one per
+  16-pixel cell in the first three columns of a random row of a 4x4 layout, read left to right. One visual
+  token cannot carry three glyphs in separate places; T = 4 puts two of them in one token, T = 16 gives each
+  glyph its own token.
 
 ========= ======== ================================================== =============== ==============
 category  family   question (one of its paraphrases)                  answers         chance
@@ -246,27 +247,18 @@ def _pick(rng: random.Random, kind: str, **words: str) -> str:
 
 
 def _colour(rng: random.Random, image_size: int) -> Scene:
-    # two objects of different shapes and colours: the question's shape picks which colour to report
-    (shape, other), (colour, colour2) = rng.sample(SHAPES, 2), rng.sample(list(COLOURS), 2)
-    quads = rng.sample(range(QUADRANTS**2), 2)
-    objects = [(shape, colour, quads[0]), (other, colour2, quads[1])]
+    # one large object: its colour is the only colour in the scene
+    shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+    objects = [(shape, colour, rng.randrange(QUADRANTS**2))]
     return _objects_scene(objects, _pick(rng, "colour", shape=shape), colour, image_size, rng)
 
 
 def _count(rng: random.Random, image_size: int) -> Scene:
-    # n in 1..3 objects match a condition on shape or on colour; the other objects (0..4-n) do not
+    # 1..3 copies of one shape in one colour and nothing else; asked by shape or by colour
     n = rng.randint(1, len(COUNT_WORDS))
-    quads = rng.sample(range(QUADRANTS**2), rng.randint(n, QUADRANTS**2))
-    by_shape = rng.random() < 0.5
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-    objects = []
-    for i, quad in enumerate(quads):
-        if by_shape:
-            s = shape if i < n else rng.choice([x for x in SHAPES if x != shape])
-            objects.append((s, rng.choice(list(COLOURS)), quad))
-        else:
-            c = colour if i < n else rng.choice([x for x in COLOURS if x != colour])
-            objects.append((rng.choice(SHAPES), c, quad))
+    objects = [(shape, colour, quad) for quad in rng.sample(range(QUADRANTS**2), n)]
+    by_shape = rng.random() < 0.5
     question = (
         _pick(rng, "count_shape", shape=shape) if by_shape else _pick(rng, "count_colour", colour=colour)
     )
@@ -301,25 +293,25 @@ def _spatial(rng: random.Random, image_size: int) -> Scene:
 
 
 def _exist(rng: random.Random, image_size: int) -> Scene:
-    # 1-3 objects; a "no" scene often holds a near miss (the asked colour on another shape, or the reverse)
+    # 1 or 2 objects; when the answer is no, none of them has the asked colour (colour alone decides)
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
     present = rng.random() < 0.5
-    quads = rng.sample(range(QUADRANTS**2), rng.randint(1, 3))
-    others = [(s, c) for s in SHAPES for c in COLOURS if (s, c) != (shape, colour)]
-    objects = [(*rng.choice(others), quad) for quad in quads]
+    quads = rng.sample(range(QUADRANTS**2), rng.randint(1, 2))  # same distribution for yes and no
+    others = [c for c in COLOURS if c != colour]
+    objects = [(rng.choice(SHAPES), rng.choice(others), quad) for quad in quads]
     if present:
         objects[0] = (shape, colour, quads[0])
-    return _objects_scene(
-        objects, _pick(rng, "exist", colour=colour, shape=shape), "yes" if present else "no", image_size, rng
-    )
+    question = _pick(rng, "exist", colour=colour, shape=shape)
+    return _objects_scene(objects, question, "yes" if present else "no", image_size, rng)
 
 
 def _read(rng: random.Random, image_size: int) -> Scene:
-    # OCR_LENGTH glyphs in distinct 16-pixel cells, answered in row-major order, space-separated
+    # a line of OCR_LENGTH glyphs, one per 16-pixel cell in the first columns of a random row, read left to right
     img = Image.new("RGB", (image_size, image_size), _background(rng))
     step = image_size // CELLS
     scale = max(1, image_size // 32)
-    cells = sorted(rng.sample(range(CELLS**2), OCR_LENGTH))
+    row = rng.randrange(CELLS)
+    cells = [row * CELLS + col for col in range(OCR_LENGTH)]
     labels = [0] * CELLS**2
     chars = []
     for cell in cells:
