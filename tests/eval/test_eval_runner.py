@@ -23,7 +23,7 @@ def conf(group: str, name: str) -> dict:
 def model_cfg(cache_dir) -> dict:
     return {
         "llm": conf("llm", "tiny-xs"),
-        "vision": conf("vision", "tiny-clip"),
+        "vision": {**conf("vision", "tiny-clip"), "pretrain": None},  # random weights: no pretraining run
         "projector": conf("projector", "quecc"),
         "visual_tokens": 16,
         "paths": {"cache_dir": str(cache_dir)},
