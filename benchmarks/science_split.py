@@ -78,16 +78,16 @@ def summarise(name: str, folder: Path, bootstrap: int) -> dict:
     row["ocr_drop"] = ocr_drops(folder)
     reasoning, ocr = row["reasoning"], row["ocr"]
     row["checks"] = {
-        "reasoning alpha/beta CI above 1": reasoning["ci"][0] is not None and reasoning["ci"][0] > 1,
-        "ocr alpha/beta CI below 1": ocr["ci"][1] is not None and ocr["ci"][1] < 1,
+        "reasoning alpha/beta CI above 1": reasoning["ci"][0] is not None and float(reasoning["ci"][0]) > 1,
+        "ocr alpha/beta CI below 1": ocr["ci"][1] is not None and float(ocr["ci"][1]) < 1,
         "ocr drop >= 0.3 at every N": bool(row["ocr_drop"]) and min(row["ocr_drop"].values()) >= 0.3,
         "reasoning R^2 >= 0.9": reasoning["r2"] >= 0.9,
     }
     return row
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
+def _fmt(x: float | str | None) -> str:
+    return "n/a" if x is None else f"{float(x):.3g}"  # fit.json writes infinities as "inf"
 
 
 def main(argv: list[str] | None = None) -> int:
