@@ -105,7 +105,7 @@ def shape(tiny: bool) -> dict[str, Any]:
         return cfg
 
     return {
-        "vision": conf("vision", "tiny-clip"),
+        "vision": conf("vision", "tiny-clip") | {"pretrain": None},  # random: no pretraining run
         "llm": conf("llm", "tiny-m"),
         "visual_tokens": 16,
         "prefill_tokens": [1, 256],

@@ -71,7 +71,7 @@ def conf(group: str, name: str) -> dict:
 def tiny_vlm():
     """tiny-clip (64 wide, 16 x 16 grid, 4 levels) + tiny-xs LLM + QueCC at T=16 (kernel 4)."""
     torch.manual_seed(0)
-    tower = build_vision_tower(**conf("vision", "tiny-clip"), image_processor=False)
+    tower = build_vision_tower(**conf("vision", "tiny-clip") | {"pretrain": None}, image_processor=False)
     llm = build_llm(**conf("llm", "tiny-xs"))
     connector = build_connector(
         "quecc",

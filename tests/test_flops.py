@@ -89,7 +89,7 @@ def test_avgpool_has_no_matmuls_and_paper_scale_numbers():
 
 
 def test_vision_tower_flops_match_torch_counter():
-    tower = build_vision_tower(**conf("vision", "tiny-clip"))
+    tower = build_vision_tower(**{**conf("vision", "tiny-clip"), "pretrain": None})
     pixels = torch.randn(1, 3, 64, 64)
     total = counted(lambda: tower(pixels))
     if not counter_sees_sdpa():  # 4 layers of self-attention over 257 tokens (CLS + 256 patches), width 64

@@ -66,9 +66,12 @@ def build_model(cfg: Mapping[str, Any], weights: str | Path | None = None) -> tu
 
     check_config(cfg)
     tokenizer = build_tokenizer(cfg)
+    vision = resolve_pretrained_tower(
+        to_plain(cfg["vision"]), to_plain(cfg.get("paths") or {}).get("cache_dir")
+    )
     vlm = build_vlm(
         llm=to_plain(cfg["llm"]),
-        vision=to_plain(cfg["vision"]),
+        vision=vision,
         compressor=to_plain(cfg["compressor"]),
         projector=to_plain(cfg["projector"]),
         visual_tokens=int(cfg["visual_tokens"]),
@@ -78,6 +81,19 @@ def build_model(cfg: Mapping[str, Any], weights: str | Path | None = None) -> tu
         loaded = load_weights(vlm, weights)
         log.info("initialised %s from %s", ", ".join(loaded), weights)
     return tokenizer, vlm
+
+
+def resolve_pretrained_tower(vision: dict[str, Any], cache_dir: str | None) -> dict[str, Any]:
+    """A vision group with a ``pretrain`` recipe (the tiny CLIP) -> the same group pointing ``pretrained`` at
+    the cached result of that pretraining (run once, shared by every run; :mod:`vlmscale.tower_pretrain`)."""
+    recipe = vision.get("pretrain")
+    if recipe is None or vision.get("pretrained"):
+        return vision
+    from vlmscale.tower_pretrain import ensure_pretrained_tower
+
+    recipe = {"cache_dir": cache_dir, **recipe}
+    folder = ensure_pretrained_tower(vision["config"], recipe.pop("cache_dir"), **recipe)
+    return {**vision, "pretrained": str(folder), "config": None, "pretrain": None}
 
 
 def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,13 @@ import pytest
 from vlmscale.data import build_datasets, chance_levels, ensure_synthetic
 from vlmscale.data import synthetic as syn
 
-SIZES = {"train": 25, "val": 10, "test": 10}
+SIZES = {"train": 36, "val": 12, "test": 12}
 ANSWERS = {
     "colour": set(syn.COLOURS),
     "count": set(syn.COUNT_WORDS),
+    "compare": {"yes", "no"},
+    "spatial": {"left", "right", "above", "below"},
     "exist": {"yes", "no"},
-    "spatial": {"left", "right"},
 }
 
 
@@ -53,9 +54,9 @@ def test_splits_sizes_families_and_answers(suite):
         records = json.loads((suite / f"{split}.json").read_text())
         assert len(records) == n
         families = [r["family"] for r in records]
-        assert (
-            max(families.count(f) for f in syn.FAMILIES) - min(families.count(f) for f in syn.FAMILIES) <= 1
-        )
+        weights = syn.DEFAULT_FAMILY_WEIGHTS
+        for f in syn.FAMILIES:  # exactly proportional to the family weights (largest remainder)
+            assert abs(families.count(f) - n * weights[f] / sum(weights.values())) < 1
         for r in records:
             assert r["id"].startswith(f"{split}-") and r["id"] not in seen
             seen.add(r["id"])
@@ -64,38 +65,85 @@ def test_splits_sizes_families_and_answers(suite):
             human, gpt = r["conversations"]
             assert human["from"] == "human" and human["value"].startswith("<image>\n")
             answer = gpt["value"]
-            assert " " not in answer
             if r["family"] == "read":
-                assert 2 <= len(answer) <= 3 and set(answer) <= set(syn.OCR_ALPHABET)
+                glyphs = answer.split(" ")
+                assert len(glyphs) == syn.OCR_LENGTH and set(glyphs) <= set(syn.OCR_ALPHABET)
             else:
                 assert answer in ANSWERS[r["family"]]
     meta = json.loads((suite / "meta.json").read_text())
     assert meta["params"]["sizes"] == SIZES
 
 
-def test_scenes_show_the_answer(tmp_path):
-    """The coarse scenes carry their answer: colour shows only the answer's colour, count one colour,
-    exist the asked colour exactly when the answer is yes, spatial two colours."""
-    from PIL import Image
+def _shown(img):
+    pixels = {rgb for _, rgb in img.getcolors(img.width * img.height)}
+    return {name for name, rgb in syn.COLOURS.items() if rgb in pixels}
 
-    folder = ensure_synthetic(tmp_path, seed=3, sizes={"train": 60, "val": 5, "test": 5}, progress=False)
+
+def test_scenes_show_the_answer():
+    """Each family's scene carries its answer: checked from the pixels and from the layout it reports."""
     seen = set()
-    for r in json.loads((folder / "train.json").read_text()):
-        img = Image.open(folder / "images" / r["image"]).convert("RGB")
-        pixels = {rgb for _, rgb in img.getcolors(img.width * img.height)}
-        shown = {name for name, rgb in syn.COLOURS.items() if rgb in pixels}
-        question, answer = r["conversations"][0]["value"], r["conversations"][1]["value"]
-        if r["family"] == "colour":
-            assert shown == {answer}
-        elif r["family"] == "count":
-            assert len(shown) == 1
-        elif r["family"] == "exist":
-            asked = next(c for c in syn.COLOURS if f" {c} " in question)
-            assert (asked in shown) == (answer == "yes") and 1 <= len(shown) <= 2
-        elif r["family"] == "spatial":
-            assert len(shown) == 2
-        seen.add(r["family"])
+    for family, s in syn.generate_scenes("check", 240, 3, 64, syn.DEFAULT_FAMILY_WEIGHTS):
+        seen.add(family)
+        objects = [(syn.SHAPES[q[0] - 1], list(syn.COLOURS)[q[1] - 1]) for q in s.quadrants if q[0]]
+        assert {c for _, c in objects} == _shown(s.image)
+        q = s.question
+        if family == "colour":
+            assert [c for _, c in objects] == [s.answer]
+        elif family == "count":
+            n = sum(1 for sh, c in objects if f"{sh}s" in q or f" {c} " in q)
+            assert syn.COUNT_WORDS[n - 1] == s.answer
+        elif family == "compare":
+            assert len(objects) == 2 and (objects[0][1] == objects[1][1]) == (s.answer == "yes")
+        elif family == "exist":
+            asked = next((sh, c) for sh in syn.SHAPES for c in syn.COLOURS if f"{c} {sh}" in q)
+            assert (asked in objects) == (s.answer == "yes")
+            assert (asked[1] in {c for _, c in objects}) == (s.answer == "yes")  # colour alone decides
+        elif family == "spatial":
+            assert len(objects) == 2 and s.answer in ANSWERS["spatial"]
+        else:  # read: the glyphs sit in distinct 16-pixel cells, read in row-major order
+            assert s.cells.count(0) == syn.CELLS**2 - syn.OCR_LENGTH and not any(
+                s.quadrants[i][0] for i in range(4)
+            )
+            assert " ".join(syn.OCR_ALPHABET[g - 1] for g in s.cells if g) == s.answer
+            assert len({i // syn.CELLS for i, g in enumerate(s.cells) if g}) == 1  # one line of text
     assert seen == set(syn.FAMILIES)
+
+
+def test_spatial_answer_matches_the_positions():
+    for family, s in syn.generate_scenes("check", 300, 4, 64, {"spatial": 1.0}):
+        assert family == "spatial"
+        pos = {}
+        for quad, (shape, colour) in enumerate(s.quadrants):
+            if shape:
+                pos[f"{list(syn.COLOURS)[colour - 1]} {syn.SHAPES[shape - 1]}"] = divmod(quad, syn.QUADRANTS)
+        first, second = sorted(pos, key=s.question.index)  # the question names the asked object first
+        (ra, ca), (rb, cb) = pos[first], pos[second]
+        expected = {"left": ca < cb, "right": ca > cb, "above": ra < rb, "below": ra > rb}
+        assert expected[s.answer]
+
+
+def test_every_family_uses_its_paraphrases():
+    questions = {}
+    for family, s in syn.generate_scenes("check", 600, 5, 64, syn.DEFAULT_FAMILY_WEIGHTS):
+        questions.setdefault(family, set()).add(s.question.split(" ")[0])
+    assert all(len(openings) >= 2 for openings in questions.values()), questions
+
+
+def test_chance_is_what_a_blind_guess_gets():
+    """A guess that ignores the image (the most frequent answer per family and question kind) scores about
+    the documented chance level on a large sample."""
+    from collections import Counter
+
+    answers = {}
+    weights = {f: 1.0 for f in syn.FAMILIES if f != "read"}
+    for family, s in syn.generate_scenes("chance", 4000, 6, 64, weights):
+        kind = "vertical" if "above" in s.question else "other"  # spatial asks one of two answer pairs
+        answers.setdefault(family, {}).setdefault(kind, Counter())[s.answer] += 1
+    chance = chance_levels()
+    for family, kinds in answers.items():
+        right = sum(c.most_common(1)[0][1] for c in kinds.values())
+        total = sum(sum(c.values()) for c in kinds.values())
+        assert right / total == pytest.approx(chance[family], abs=0.05), family
 
 
 def test_generated_once_and_reused(suite, monkeypatch):
@@ -143,11 +191,21 @@ def test_read_back_through_llava_loader(suite, tokenizer, processor):
 
 def test_chance_levels():
     c = chance_levels()
-    assert c["colour"] == pytest.approx(1 / 6) and c["count"] == pytest.approx(1 / 4)
-    assert c["exist"] == c["spatial"] == 0.5
-    assert c["reasoning"] == pytest.approx((1 / 6 + 1 / 4 + 1 / 2 + 1 / 2) / 4)
-    assert c["ocr"] < 0.001
+    assert c["colour"] == pytest.approx(1 / 6) and c["count"] == pytest.approx(1 / 3)
+    assert c["compare"] == c["exist"] == c["spatial"] == 0.5
+    assert c["reasoning"] == pytest.approx((1 / 6 + 1 / 3 + 3 * 1 / 2) / 5)
+    assert c["ocr"] == pytest.approx(1 / 10**3)
+    assert c["avg"] == pytest.approx((c["reasoning"] + c["ocr"]) / 2)
     assert chance_levels({"exist": 1.0, "read": 1.0})["reasoning"] == 0.5
+
+
+def test_default_test_split_bounds_the_standard_error():
+    """~1000 test questions per category: a point's error has a standard error <= 0.016 per category."""
+    n = syn.DEFAULT_SIZES["test"]
+    weights = syn.DEFAULT_FAMILY_WEIGHTS
+    for category in ("reasoning", "ocr"):
+        share = sum(w for f, w in weights.items() if syn.FAMILIES[f] == category) / sum(weights.values())
+        assert 0.5 / (n * share) ** 0.5 <= 0.016
 
 
 def test_bad_parameters(tmp_path):

@@ -24,7 +24,7 @@ def conf(group: str, name: str) -> dict:
 def model_cfg(cache_dir) -> dict:
     return {
         "llm": conf("llm", "tiny-xs"),
-        "vision": conf("vision", "tiny-clip"),
+        "vision": {**conf("vision", "tiny-clip"), "pretrain": None},  # random weights: no pretraining run
         "compressor": conf("compressor", "quecc"),
         "projector": conf("projector", "mlp2x_gelu"),
         "visual_tokens": 16,

@@ -20,6 +20,7 @@ def test_trained_checkpoint_evaluates_on_every_format(bench_root, tmp_path):
     run_dir = tmp_path / "run"
     overrides = [
         "llm=tiny-xs",
+        "vision=tiny-clip-random",  # plumbing only: no tower pretraining run
         "visual_tokens=4",
         "stage=finetune",
         "trainer.max_steps=6",

@@ -50,7 +50,7 @@ def build_tiny(
     torch.manual_seed(seed)
     return build_vlm(
         llm=load_conf("llm", llm),
-        vision=load_conf("vision", "tiny-clip"),
+        vision={**load_conf("vision", "tiny-clip"), "pretrain": None},  # random weights: no pretraining run
         compressor=load_conf("compressor", compressor),
         projector=load_conf("projector", projector),
         visual_tokens=visual_tokens,

@@ -24,7 +24,7 @@ def build(tokenizer, conf):
         torch.manual_seed(seed)
         return build_vlm(
             llm=conf("llm", "tiny-xs"),
-            vision=conf("vision", "tiny-clip"),
+            vision=conf("vision", "tiny-clip") | {"pretrain": None},
             compressor=conf("compressor", compressor) | options,
             projector=conf("projector", "mlp2x_gelu"),
             visual_tokens=visual_tokens,

@@ -13,7 +13,7 @@ from vlmscale.models import build_vision_tower
 @pytest.fixture(scope="module")
 def tower(conf):
     torch.manual_seed(0)
-    return build_vision_tower(**conf("vision", "tiny-clip"))
+    return build_vision_tower(**conf("vision", "tiny-clip") | {"pretrain": None})
 
 
 def test_features_match_encoder_hidden_states(tower):
@@ -32,7 +32,7 @@ def test_frozen_by_default_and_configurable(tower, conf):
     assert not any(p.requires_grad for p in tower.parameters())
     pixels = torch.randn(1, 3, 64, 64)
     assert not tower(pixels).patches.requires_grad
-    cfg = conf("vision", "tiny-clip") | {"freeze": False}
+    cfg = conf("vision", "tiny-clip") | {"freeze": False, "pretrain": None}
     trainable = build_vision_tower(**cfg)
     out = trainable(pixels).patches
     assert out.requires_grad
@@ -41,7 +41,7 @@ def test_frozen_by_default_and_configurable(tower, conf):
 
 
 def test_layer_beyond_depth_is_a_clear_error(conf):
-    cfg = conf("vision", "tiny-clip")
+    cfg = conf("vision", "tiny-clip") | {"pretrain": None}
     with pytest.raises(ValueError, match="beyond the encoder's depth: it has 4 layers"):
         build_vision_tower(**(cfg | {"multilevel_layers": [1, 2, 5]}))
     with pytest.raises(ValueError, match="select_layer"):

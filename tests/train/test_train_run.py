@@ -23,6 +23,7 @@ def cache(tmp_path_factory):
 def config(cache, run_dir, *overrides):
     base = [
         "llm=tiny-xs",
+        "vision=tiny-clip-random",  # plumbing only: no tower pretraining run
         "visual_tokens=4",
         "trainer.max_steps=4",
         "trainer.val_check_interval=4",

@@ -1,60 +1,72 @@
-"""The embedded synthetic VQA suite: generated from a seed, written in the LLaVA format, read back like real data.
+"""The embedded synthetic VQA suite (v3): generated from a seed, written in the LLaVA format, read back like
+real data.
 
-Every image (default 64x64, the tiny CLIP's size: a 16x16 grid of 4-pixel patches) is drawn with Pillow and
-carries one single-word question. Two categories, five families:
+Every image (default 64x64, the tiny CLIP's size: a 16x16 grid of 4-pixel patches) carries one short question.
+The two categories probe what the paper's categories probe:
 
-======== ========= ================================================ ============ =========
-category family    question (example)                               answers      chance
-======== ========= ================================================ ============ =========
-reasoning colour   What color is the triangle?                      6 colours    1/6 = 0.167
-reasoning count    How many circles are there?                      one .. four  1/4 = 0.250
-reasoning exist    Is there a blue square?                          yes / no     1/2 = 0.500
-reasoning spatial  Is the red circle left or right of the blue ...? left / right 1/2 = 0.500
-ocr       read     What does the text say?                          2-3 glyphs   ~0.0005
-======== ========= ================================================ ============ =========
+- ``reasoning``: one to three large objects in a 2x2 layout (32-pixel cells); the picture is coarse (mostly
+  which colours are where) and the language carries the difficulty: every family has several paraphrases, and
+  questions compose (compare two objects' colours, relate two objects left/right or above/below, count by shape
+  or by colour). A few query-conditioned visual tokens can carry such a picture.
+- ``ocr``: a line of three glyphs (about 12x14 pixels each, the bundled bitmap font scaled 2x), one per
+  16-pixel cell in the first three columns of a random row of a 4x4 layout, read left to right. One visual
+  token cannot carry three glyphs in separate places; T = 4 puts two of them in one token, T = 16 gives each
+  glyph its own token.
 
-The scenes are coarse on purpose: a tiny VLM trained for about one epoch (a few thousand examples) must be able
-to learn the reasoning families. Objects sit in a 2x2 layout and fill most of a 32-pixel cell: ``colour`` shows
-one object filling most of the image; ``count`` shows 1-4 copies of one shape in one colour and nothing else;
-``exist`` shows 1 or 2 objects, none of the asked colour when the answer is no; ``spatial`` shows exactly two
-objects of different colours in different columns. (Version 1 used a 4x4 layout of 9-14 pixel objects with
-distractors; tiny models could not learn it within the CPU budget and answered a constant per family.) The
-``read`` family stays a fine-detail task: 2-3 small glyphs anywhere in the image.
+========= ======== ================================================== =============== ==============
+category  family   question (one of its paraphrases)                  answers         chance
+========= ======== ================================================== =============== ==============
+reasoning colour   What color is the triangle?                        6 colours       1/6 = 0.167
+reasoning count    How many red objects are there? / ... squares ...  one, two, three 1/3 = 0.333
+reasoning compare  Do the circle and the square have the same color?  yes / no        1/2 = 0.500
+reasoning spatial  Is the red circle above or below the blue square?  left/right, ... 1/2 = 0.500
+reasoning exist    Is there a green square?                           yes / no        1/2 = 0.500
+ocr       read     What does the text say?                            3 of 10 glyphs  1/10^3 = 0.001
+========= ======== ================================================== =============== ==============
 
-"Chance" is the accuracy of the best guess that does not look at the image (every answer within a family is
-equally likely and independent of the question's wording). With the default equal family weights the
-reasoning category's chance level is (1/6 + 1/4 + 1/2 + 1/2) / 4 = 0.354 (error 0.646); see
-:func:`chance_levels`. The OCR strings come from a 32-symbol alphabet (A-Z without I and O, digits 2-9), 2 or 3
-glyphs of Pillow's bundled bitmap font (about 6x11 pixels each), so the OCR chance level is
-(1/32**2 + 1/32**3) / 2 = 0.0005: reading them needs fine detail, the reasoning families only coarse content.
+"Chance" is the accuracy of the best guess that does not look at the image: within a family every answer is
+equally likely and independent of the wording (``spatial`` asks left/right or above/below, each answer of the
+pair half the time). With the default weights (``read`` weighs as much as the five reasoning families
+together, so each category has half of every split) reasoning chance is 0.4 (error 0.6) and OCR chance 0.001;
+see :func:`chance_levels`.
+
+Every generated scene also has a ``layout`` (what sits in each 32-pixel quadrant and each 16-pixel cell), the
+labels :mod:`vlmscale.tower_pretrain` teaches the tiny vision tower before it is frozen.
 
 The suite lives in a cache folder named by the generator's version and parameters, generated once:
-``<cache>/synthetic-v<version>-s<seed>-<hash>/{train,val,test}.json`` plus ``images/<split>/<n>.png``.
-Generation takes a file lock, writes into a temporary folder and renames it into place, so sweep jobs that
-start together generate it once and never see a half-written suite.
+``<cache>/synthetic-v<version>-s<seed>-<hash>/{train,val,test}.json`` plus ``images/<split>/<n>.png``, built
+through :func:`vlmscale.cache.publish_dir` (file lock, temporary folder renamed into place).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import random
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from vlmscale.cache import params_key, publish_dir
+from vlmscale.contract import default_cache_dir
+
 log = logging.getLogger(__name__)
 
-SYNTHETIC_VERSION = 2
+__all__ = [
+    "chance_levels",
+    "default_cache_dir",
+    "ensure_synthetic",
+    "params_key",
+    "publish_dir",
+    "split_paths",
+]
+
+SYNTHETIC_VERSION = 3
 SPLITS = ("train", "val", "test")
-DEFAULT_SIZES = {"train": 4000, "val": 200, "test": 200}
+# ~1000 test questions per category: one point's error has a standard error <= 0.5 / sqrt(1000) = 0.016
+DEFAULT_SIZES = {"train": 6000, "val": 400, "test": 2000}
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -65,74 +77,85 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 130, 30),
 }
 SHAPES = ("circle", "square", "triangle")
-COUNT_WORDS = ("one", "two", "three", "four")
-OCR_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no I/O (confusable with 1/0, which are left out too)
-OCR_LENGTHS = (2, 3)
+COUNT_WORDS = ("one", "two", "three")
+OCR_ALPHABET = "CEFHKLPRTX"  # ten capitals with distinct 2x glyphs; no A (the VQA normaliser drops it)
+OCR_LENGTH = 3
 
-# family -> (category, question templates); the words here are also the offline tokenizer's training text.
 FAMILIES: dict[str, str] = {
     "colour": "reasoning",
     "count": "reasoning",
-    "exist": "reasoning",
+    "compare": "reasoning",
     "spatial": "reasoning",
+    "exist": "reasoning",
     "read": "ocr",
 }
-DEFAULT_FAMILY_WEIGHTS = {"colour": 1.0, "count": 1.0, "exist": 1.0, "spatial": 1.0, "read": 1.0}
-Q_COLOUR = "What color is the {shape}?"
-Q_COUNT = "How many {shape}s are there?"
-Q_EXIST = "Is there a {colour} {shape}?"
-Q_SPATIAL = "Is the {colour} {shape} left or right of the {colour2} {shape2}?"
-Q_READ = "What does the text say?"
+# read weighs as much as the five reasoning families: each category is half of every split
+DEFAULT_FAMILY_WEIGHTS = {
+    "colour": 1.0,
+    "count": 1.0,
+    "compare": 1.0,
+    "spatial": 1.0,
+    "exist": 1.0,
+    "read": 5.0,
+}
 
-GRID = 2  # objects sit in a GRID x GRID layout of cells (32-pixel cells on a 64-pixel image)
+# Paraphrases per question kind; the words here are also the offline tokenizer's training text.
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "colour": (
+        "What color is the {shape}?",
+        "Which color does the {shape} have?",
+        "Tell me the color of the {shape}.",
+        "The {shape} is which color?",
+    ),
+    "count_shape": (
+        "How many {shape}s are there?",
+        "Count the {shape}s.",
+        "What is the number of {shape}s in the image?",
+    ),
+    "count_colour": (
+        "How many {colour} objects are there?",
+        "Count the {colour} objects.",
+        "What is the number of {colour} objects in the image?",
+    ),
+    "compare": (
+        "Do the {shape} and the {shape2} have the same color?",
+        "Are the {shape} and the {shape2} the same color?",
+        "Is the {shape} the same color as the {shape2}?",
+    ),
+    "spatial_x": (
+        "Is the {colour} {shape} left or right of the {colour2} {shape2}?",
+        "Where is the {colour} {shape} relative to the {colour2} {shape2}, left or right?",
+    ),
+    "spatial_y": (
+        "Is the {colour} {shape} above or below the {colour2} {shape2}?",
+        "Where is the {colour} {shape} relative to the {colour2} {shape2}, above or below?",
+    ),
+    "exist": (
+        "Is there a {colour} {shape}?",
+        "Can you see a {colour} {shape}?",
+        "Does the image contain a {colour} {shape}?",
+    ),
+    "read": (
+        "What does the text say?",
+        "Read the characters.",
+        "What is written in the image?",
+    ),
+}
+
+QUADRANTS = 2  # reasoning objects: one per cell of a 2x2 layout (32-pixel cells on a 64-pixel image)
+CELLS = 4  # ocr glyphs: one per cell of a 4x4 layout (16-pixel cells)
 
 
-# ----------------------------------------------------------------------------------------------- cache helpers
+@dataclass
+class Scene:
+    """One generated example: the image, its question and answer, and what it shows where (for the tower)."""
 
-
-def default_cache_dir() -> Path:
-    """``$VLMSCALE_CACHE`` or ``~/.cache/vlmscale``: where the synthetic suite and the offline tokenizer live."""
-    return Path(os.environ.get("VLMSCALE_CACHE") or "~/.cache/vlmscale").expanduser()
-
-
-def params_key(params: dict) -> str:
-    """A short stable hash of a JSON-able parameter dict (the cache folder's name)."""
-    blob = json.dumps(params, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-@contextmanager
-def _file_lock(path: Path):
-    from filelock import FileLock
-
-    with FileLock(str(path)):
-        yield
-
-
-def publish_dir(final: Path, build: Callable[[Path], None]) -> Path:
-    """Make ``final`` exist exactly once: ``build(tmp)`` fills a temporary sibling that is renamed into place.
-
-    A file lock next to ``final`` serialises concurrent callers (the others wait, then find it built); the
-    rename keeps a crashed build from ever looking complete.
-    """
-    final = Path(final)
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(final.parent / f".{final.name}.lock"):
-        if final.is_dir():
-            return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{uuid.uuid4().hex[:8]}-", dir=final.parent))
-        try:
-            build(tmp)
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    image: Image.Image
+    question: str
+    answer: str
+    # quadrant (row-major, 2x2) -> (shape index + 1, colour index + 1), 0 = empty; cell (4x4) -> glyph index + 1
+    quadrants: list[tuple[int, int]] = field(default_factory=lambda: [(0, 0)] * QUADRANTS**2)
+    cells: list[int] = field(default_factory=lambda: [0] * CELLS**2)
 
 
 # ----------------------------------------------------------------------------------------------- chance levels
@@ -148,9 +171,10 @@ def chance_levels(family_weights: dict[str, float] | None = None) -> dict[str, f
     per_family = {
         "colour": 1 / len(COLOURS),
         "count": 1 / len(COUNT_WORDS),
-        "exist": 1 / 2,
+        "compare": 1 / 2,
         "spatial": 1 / 2,
-        "read": sum(1 / len(OCR_ALPHABET) ** n for n in OCR_LENGTHS) / len(OCR_LENGTHS),
+        "exist": 1 / 2,
+        "read": 1 / len(OCR_ALPHABET) ** OCR_LENGTH,
     }
     out = dict(per_family)
     for category in ("reasoning", "ocr"):
@@ -172,16 +196,16 @@ def _font() -> ImageFont.ImageFont:
     return loader() if loader is not None else ImageFont.load_default()
 
 
-def _cell_box(cell: int, image_size: int, rng: random.Random, grid: int = GRID) -> tuple[int, int, int, int]:
-    """A square box for one object inside cell ``cell`` (row-major) of a ``grid`` x ``grid`` layout: it fills
-    most of the cell."""
-    step = image_size / grid
-    row, col = divmod(cell, grid)
-    side = max(3, round(step * rng.uniform(0.65, 0.9)))
-    slack = max(0, int(step) - side)
-    x0 = int(col * step) + rng.randint(0, slack)
-    y0 = int(row * step) + rng.randint(0, slack)
-    return x0, y0, x0 + side - 1, y0 + side - 1
+def _glyph(char: str, scale: int) -> Image.Image:
+    """The character's ink as a mask, cropped to its box and scaled up ``scale`` times (nearest: crisp)."""
+    canvas = Image.new("L", (16, 16), 0)
+    ImageDraw.Draw(canvas).text((2, 2), char, fill=255, font=_font())
+    ink = canvas.crop(canvas.getbbox())
+    return ink.resize((ink.width * scale, ink.height * scale), Image.NEAREST)
+
+
+def _background(rng: random.Random) -> tuple[int, int, int]:
+    return tuple(rng.randint(225, 255) for _ in range(3))  # light, slightly tinted
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, colour: str, box: tuple[int, int, int, int]) -> None:
@@ -197,87 +221,118 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, colour: str, box: tuple[i
         raise ValueError(f"unknown shape {shape!r}")
 
 
-def _background(rng: random.Random) -> tuple[int, int, int]:
-    return tuple(rng.randint(225, 255) for _ in range(3))  # light, slightly tinted
-
-
-def _scene(
-    objects: list[tuple[str, str, int]], image_size: int, rng: random.Random, grid: int = GRID
-) -> Image.Image:
+def _objects_scene(
+    objects: list[tuple[str, str, int]], question: str, answer: str, image_size: int, rng: random.Random
+) -> Scene:
+    """Large objects, one per quadrant: (shape, colour, quadrant) each filling most of its 32-pixel cell."""
     img = Image.new("RGB", (image_size, image_size), _background(rng))
     draw = ImageDraw.Draw(img)
-    for shape, colour, cell in objects:
-        _draw_shape(draw, shape, colour, _cell_box(cell, image_size, rng, grid))
-    return img
+    step = image_size / QUADRANTS
+    quadrants = [(0, 0)] * QUADRANTS**2
+    for shape, colour, quad in objects:
+        row, col = divmod(quad, QUADRANTS)
+        side = max(3, round(step * rng.uniform(0.65, 0.9)))
+        slack = max(0, int(step) - side)
+        x0, y0 = int(col * step) + rng.randint(0, slack), int(row * step) + rng.randint(0, slack)
+        _draw_shape(draw, shape, colour, (x0, y0, x0 + side - 1, y0 + side - 1))
+        quadrants[quad] = (SHAPES.index(shape) + 1, list(COLOURS).index(colour) + 1)
+    return Scene(img, question, answer, quadrants=quadrants)
 
 
-def _other_descriptions(exclude: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(s, c) for s in SHAPES for c in COLOURS if (s, c) not in exclude]
+def _pick(rng: random.Random, kind: str, **words: str) -> str:
+    return rng.choice(TEMPLATES[kind]).format(**words)
 
 
 # --------------------------------------------------------------------------------------------- the families
 
 
-def _colour(rng: random.Random, image_size: int):
-    # one object filling most of the image: its colour is the only colour in the scene
+def _colour(rng: random.Random, image_size: int) -> Scene:
+    # one large object: its colour is the only colour in the scene
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-    img = _scene([(shape, colour, 0)], image_size, rng, grid=1)
-    return img, Q_COLOUR.format(shape=shape), colour
+    objects = [(shape, colour, rng.randrange(QUADRANTS**2))]
+    return _objects_scene(objects, _pick(rng, "colour", shape=shape), colour, image_size, rng)
 
 
-def _count(rng: random.Random, image_size: int):
-    # 1..4 copies of one shape in one colour, one per cell, nothing else: the count is the amount of colour
-    shape, colour, n = rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.randint(1, len(COUNT_WORDS))
-    objects = [(shape, colour, cell) for cell in rng.sample(range(GRID * GRID), n)]
-    return _scene(objects, image_size, rng), Q_COUNT.format(shape=shape), COUNT_WORDS[n - 1]
+def _count(rng: random.Random, image_size: int) -> Scene:
+    # 1..3 copies of one shape in one colour and nothing else; asked by shape or by colour
+    n = rng.randint(1, len(COUNT_WORDS))
+    shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+    objects = [(shape, colour, quad) for quad in rng.sample(range(QUADRANTS**2), n)]
+    by_shape = rng.random() < 0.5
+    question = (
+        _pick(rng, "count_shape", shape=shape) if by_shape else _pick(rng, "count_colour", colour=colour)
+    )
+    return _objects_scene(objects, question, COUNT_WORDS[n - 1], image_size, rng)
 
 
-def _exist(rng: random.Random, image_size: int):
-    # 1 or 2 big objects; when the answer is no, none of them has the asked colour (colour alone decides)
+def _compare(rng: random.Random, image_size: int) -> Scene:
+    # two objects of different shapes; the same colour half the time
+    shape, shape2 = rng.sample(SHAPES, 2)
+    same = rng.random() < 0.5
+    colour, colour2 = (rng.choice(list(COLOURS)),) * 2 if same else rng.sample(list(COLOURS), 2)
+    quads = rng.sample(range(QUADRANTS**2), 2)
+    objects = [(shape, colour, quads[0]), (shape2, colour2, quads[1])]
+    question = _pick(rng, "compare", shape=shape, shape2=shape2)
+    return _objects_scene(objects, question, "yes" if same else "no", image_size, rng)
+
+
+def _spatial(rng: random.Random, image_size: int) -> Scene:
+    # two objects of different colours, in different columns (left/right) or different rows (above/below)
+    colour, colour2 = rng.sample(list(COLOURS), 2)
+    shape, shape2 = rng.choice(SHAPES), rng.choice(SHAPES)
+    horizontal, first = rng.random() < 0.5, rng.random() < 0.5  # first: left of / above the other
+    a, b = sorted(rng.sample(range(QUADRANTS), 2), reverse=not first)  # differing coordinate
+    u, v = rng.randrange(QUADRANTS), rng.randrange(QUADRANTS)  # free coordinate
+    quad_a, quad_b = (
+        (u * QUADRANTS + a, v * QUADRANTS + b) if horizontal else (a * QUADRANTS + u, b * QUADRANTS + v)
+    )
+    kind, answers = ("spatial_x", ("left", "right")) if horizontal else ("spatial_y", ("above", "below"))
+    question = _pick(rng, kind, colour=colour, shape=shape, colour2=colour2, shape2=shape2)
+    objects = [(shape, colour, quad_a), (shape2, colour2, quad_b)]
+    return _objects_scene(objects, question, answers[0] if first else answers[1], image_size, rng)
+
+
+def _exist(rng: random.Random, image_size: int) -> Scene:
+    # 1 or 2 objects; when the answer is no, none of them has the asked colour (colour alone decides)
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
     present = rng.random() < 0.5
-    cells = rng.sample(range(GRID * GRID), rng.randint(1, 2))  # same distribution for yes and no
+    quads = rng.sample(range(QUADRANTS**2), rng.randint(1, 2))  # same distribution for yes and no
     others = [c for c in COLOURS if c != colour]
-    objects = [(rng.choice(SHAPES), rng.choice(others), cell) for cell in cells]
+    objects = [(rng.choice(SHAPES), rng.choice(others), quad) for quad in quads]
     if present:
-        objects[0] = (shape, colour, cells[0])
-    question = Q_EXIST.format(colour=colour, shape=shape)
-    return _scene(objects, image_size, rng), question, "yes" if present else "no"
+        objects[0] = (shape, colour, quads[0])
+    question = _pick(rng, "exist", colour=colour, shape=shape)
+    return _objects_scene(objects, question, "yes" if present else "no", image_size, rng)
 
 
-def _spatial(rng: random.Random, image_size: int):
-    # exactly two big objects of different colours (each findable by colour alone) in different grid columns
-    colour_a, colour_b = rng.sample(list(COLOURS), 2)
-    shape_a, shape_b = rng.choice(SHAPES), rng.choice(SHAPES)
-    left = rng.random() < 0.5
-    col_a, col_b = sorted(rng.sample(range(GRID), 2), reverse=not left)
-    objects = [
-        (shape_a, colour_a, rng.randrange(GRID) * GRID + col_a),
-        (shape_b, colour_b, rng.randrange(GRID) * GRID + col_b),
-    ]
-    question = Q_SPATIAL.format(colour=colour_a, shape=shape_a, colour2=colour_b, shape2=shape_b)
-    return _scene(objects, image_size, rng), question, "left" if left else "right"
-
-
-def _read(rng: random.Random, image_size: int):
-    text = "".join(rng.choice(OCR_ALPHABET) for _ in range(rng.choice(OCR_LENGTHS)))
+def _read(rng: random.Random, image_size: int) -> Scene:
+    # a line of OCR_LENGTH glyphs, one per 16-pixel cell in the first columns of a random row, read left to right
     img = Image.new("RGB", (image_size, image_size), _background(rng))
-    draw = ImageDraw.Draw(img)
-    font = _font()
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-    w, h = x1 - x0, y1 - y0
-    x = rng.randint(0, max(0, image_size - w - 1)) - x0
-    y = rng.randint(0, max(0, image_size - h - 1)) - y0
-    ink = tuple(rng.randint(0, 70) for _ in range(3))
-    draw.text((x, y), text, fill=ink, font=font)
-    return img, Q_READ, text
+    step = image_size // CELLS
+    scale = max(1, image_size // 32)
+    row = rng.randrange(CELLS)
+    cells = [row * CELLS + col for col in range(OCR_LENGTH)]
+    labels = [0] * CELLS**2
+    chars = []
+    for cell in cells:
+        char = rng.choice(OCR_ALPHABET)
+        mask = _glyph(char, scale)
+        row, col = divmod(cell, CELLS)
+        x = col * step + rng.randint(0, max(0, step - mask.width))
+        y = row * step + rng.randint(0, max(0, step - mask.height))
+        ink = tuple(rng.randint(0, 70) for _ in range(3))
+        img.paste(Image.new("RGB", mask.size, ink), (x, y), mask)
+        labels[cell] = OCR_ALPHABET.index(char) + 1
+        chars.append(char)
+    return Scene(img, _pick(rng, "read"), " ".join(chars), cells=labels)
 
 
-GENERATORS: dict[str, Callable[[random.Random, int], tuple[Image.Image, str, str]]] = {
+GENERATORS: dict[str, Callable[[random.Random, int], Scene]] = {
     "colour": _colour,
     "count": _count,
-    "exist": _exist,
+    "compare": _compare,
     "spatial": _spatial,
+    "exist": _exist,
     "read": _read,
 }
 
@@ -295,26 +350,32 @@ def _family_plan(n: int, weights: dict[str, float], rng: random.Random) -> list[
     return plan
 
 
+def generate_scenes(
+    split: str, n: int, seed: int, image_size: int, weights: dict[str, float]
+) -> Iterator[tuple[str, Scene]]:
+    """Yield ``(family, scene)`` for one split; scene ``i`` depends only on (version, seed, split, i)."""
+    base = f"vlmscale-synthetic-v{SYNTHETIC_VERSION}:{seed}:{split}"
+    for i, family in enumerate(_family_plan(n, weights, random.Random(base))):
+        rng = random.Random(f"{base}:{i}")  # str seeds hash with sha512: stable across runs and machines
+        yield family, GENERATORS[family](rng, image_size)
+
+
 def generate_split(
     split: str, n: int, seed: int, image_size: int, weights: dict[str, float]
 ) -> Iterator[tuple[dict, Image.Image]]:
-    """Yield ``(record, image)`` pairs of one split; record ``i`` depends only on (version, seed, split, i)."""
-    base = f"vlmscale-synthetic-v{SYNTHETIC_VERSION}:{seed}:{split}"
-    plan = _family_plan(n, weights, random.Random(base))
-    for i, family in enumerate(plan):
-        rng = random.Random(f"{base}:{i}")  # str seeds hash with sha512: stable across runs and machines
-        img, question, answer = GENERATORS[family](rng, image_size)
+    """Yield ``(record, image)`` pairs of one split in the LLaVA format (plus ``category`` and ``family``)."""
+    for i, (family, scene) in enumerate(generate_scenes(split, n, seed, image_size, weights)):
         record = {
             "id": f"{split}-{i:06d}",
             "image": f"{split}/{i:06d}.png",
             "conversations": [
-                {"from": "human", "value": f"<image>\n{question}"},
-                {"from": "gpt", "value": answer},
+                {"from": "human", "value": f"<image>\n{scene.question}"},
+                {"from": "gpt", "value": scene.answer},
             ],
             "category": FAMILIES[family],
             "family": family,
         }
-        yield record, img
+        yield record, scene.image
 
 
 # --------------------------------------------------------------------------------------------- the suite
@@ -407,10 +468,11 @@ def split_paths(folder: str | Path, split: str) -> tuple[Path, Path]:
 
 def corpus_texts() -> list[str]:
     """Every word the suite can produce (questions and answers): training text for the offline tokenizer."""
-    texts = [Q_READ, *COUNT_WORDS, "yes", "no", "left", "right", *COLOURS, *SHAPES, *OCR_ALPHABET]
+    texts = [*COUNT_WORDS, "yes", "no", "left", "right", "above", "below", *COLOURS, *SHAPES]
+    texts += [" ".join(OCR_ALPHABET), *OCR_ALPHABET]
+    words = {"shape": "circle", "shape2": "square", "colour": "red", "colour2": "blue"}
+    for templates in TEMPLATES.values():
+        texts += [t.format(**words) for t in templates]
     for shape in SHAPES:
-        texts += [Q_COLOUR.format(shape=shape), Q_COUNT.format(shape=shape)]
-        for colour in COLOURS:
-            texts.append(Q_EXIST.format(colour=colour, shape=shape))
-            texts.append(Q_SPATIAL.format(colour=colour, shape=shape, colour2=colour, shape2=shape))
+        texts += [f"{shape}s", f"the {shape}"]
     return texts

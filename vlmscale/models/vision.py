@@ -144,14 +144,25 @@ def build_vision_tower(
     freeze: bool = True,
     dtype: str | None = "float32",
     image_processor: bool = True,
+    pretrain: Mapping[str, Any] | None = None,
 ) -> VisionTower:
     """Build from an HF name/local path (``pretrained``) or from a config dict with a ``model_type`` key.
 
     ``image_processor=False`` leaves the processor out (``tower.image_processor`` is None): code that feeds
-    pixel tensors itself, such as benchmarks, then needs no Pillow/torchvision."""
+    pixel tensors itself, such as benchmarks, then needs no Pillow/torchvision. ``pretrain`` is the config
+    group's recipe for weights that come from a short pretraining (:mod:`vlmscale.tower_pretrain`, run by
+    :func:`vlmscale.assemble.build_model`, which then passes the cached folder as ``pretrained``); a tower is
+    never built from it here, so a random tower cannot silently stand in for a pretrained one.
+    """
     import transformers
 
     torch_dtype = resolve_dtype(dtype)
+    if pretrain is not None and pretrained is None:
+        raise ValueError(
+            f"vision tower {name!r} asks for pretraining (`pretrain`): build it through "
+            "vlmscale.assemble.build_model, or pass pretrained=vlmscale.tower_pretrain.ensure_pretrained_tower("
+            "config, **pretrain); pretrain=None gives the random tower"
+        )
     if pretrained is not None:
         model_type = transformers.AutoConfig.from_pretrained(pretrained).model_type
         cls = getattr(transformers, _VISION_MODEL_CLASSES.get(model_type, "AutoModel"))
