@@ -45,37 +45,19 @@ STEP_LIMITS = {"train_ddp": 90, "train_zero2": 90, "train_zero3": 90, "prefill":
 TINY_LIMIT = 120
 PROFILE_STEPS = 3  # --profile: extra steps after the timed ones, under torch.profiler (not in the timings)
 
-REAL_VISION = {
-    "name": "clip-vit-l-336-shaped",
-    "config": {
-        "model_type": "clip_vision_model",
-        "image_size": 336,
-        "patch_size": 14,
-        "num_channels": 3,
-        "hidden_size": 1024,
-        "intermediate_size": 4096,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-    },
-    "select_layer": -2,
-    "multilevel_layers": [12, 16, 22, 23],
-    "freeze": True,
-}
-REAL_LLM = {
-    "name": "qwen1.5-0.5b-shaped",
-    "config": {
-        "model_type": "qwen2",
-        "vocab_size": 151936,
-        "hidden_size": 1024,
-        "intermediate_size": 2816,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 16,
-        "max_position_embeddings": 32768,
-        "tie_word_embeddings": True,
-    },
-    "attn_implementation": "sdpa",
-}
+
+def _shape(group: str, name: str) -> dict[str, Any]:
+    """A config group's YAML without its weights' source and dtype (each step sets its own)."""
+    from vlmscale.assemble import group_config
+
+    cfg = group_config(group, name)
+    for key in ("dtype", "pretrained", "pretrain"):
+        cfg.pop(key, None)
+    return cfg
+
+
+REAL_VISION = _shape("vision", "clip-vit-l-336-random")
+REAL_LLM = {**_shape("llm", "qwen1.5-0.5b-random"), "attn_implementation": "sdpa"}
 
 
 def shape(tiny: bool) -> dict[str, Any]:
@@ -95,18 +77,9 @@ def shape(tiny: bool) -> dict[str, Any]:
             "prefill_batches": [1, 16],
             "prefill_repeats": 10,
         }
-    import yaml
-
-    def conf(group: str, name: str) -> dict[str, Any]:
-        cfg = yaml.safe_load((REPO / "conf" / group / f"{name}.yaml").read_text())
-        cfg.pop("defaults", None)
-        cfg.pop("dtype", None)
-        cfg.pop("pretrained", None)
-        return cfg
-
     return {
-        "vision": conf("vision", "tiny-clip") | {"pretrain": None},  # random: no pretraining run
-        "llm": conf("llm", "tiny-m"),
+        "vision": _shape("vision", "tiny-clip"),  # random weights: no pretraining run
+        "llm": _shape("llm", "tiny-m"),
         "visual_tokens": 16,
         "prefill_tokens": [1, 256],
         "batch": 4,

@@ -22,32 +22,15 @@ from typing import Any
 
 import torch
 
+from vlmscale.assemble import group_config
 from vlmscale.models import VisionLanguageModel, build_connector, build_llm, build_vision_tower
 
 PAPER_T = [1, 4, 16, 36, 144, 576]
 QUESTION_TOKENS = 32
 TEMPLATE = (4, 4)  # template tokens before the question and after the image ("USER: ", " ASSISTANT:")
 
-CLIP_L_336 = {  # openai/clip-vit-large-patch14-336's shape, random weights
-    "model_type": "clip_vision_model",
-    "image_size": 336,
-    "patch_size": 14,
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-}
-QWEN15_05B = {  # Qwen/Qwen1.5-0.5B's shape, random weights
-    "model_type": "qwen2",
-    "vocab_size": 151936,
-    "hidden_size": 1024,
-    "intermediate_size": 2816,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 16,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": True,
-}
+CLIP_L_336 = group_config("vision", "clip-vit-l-336-random")["config"]  # the real shapes, random weights
+QWEN15_05B = group_config("llm", "qwen1.5-0.5b-random")["config"]
 TINY_CLIP = {  # conf/vision/tiny-clip.yaml on a 24 x 24 grid, so that every paper T tiles it
     "model_type": "clip_vision_model",
     "image_size": 96,

@@ -59,6 +59,23 @@ def build_tokenizer(cfg: Mapping[str, Any]):
     return load_tokenizer(llm.get("tokenizer") or llm.get("pretrained"), cache_dir=cfg["paths"]["cache_dir"])
 
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def group_config(group: str, name: str) -> dict[str, Any]:
+    """One config group's YAML as the builder's keyword arguments (``conf/<group>/<name>.yaml``, Hydra's
+    defaults list dropped), for code that builds parts without composing a whole run (benchmarks, notebooks)."""
+    import yaml
+
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        raise FileNotFoundError(f"no config {group}={name} ({path}); choose one of {choices}")
+    cfg = yaml.safe_load(path.read_text())
+    cfg.pop("defaults", None)
+    return cfg
+
+
 def build_model(cfg: Mapping[str, Any], weights: str | Path | None = None) -> tuple[Any, Any]:
     """Tokenizer and VisionLanguageModel built from the config groups (llm, vision, compressor, projector)
     and ``visual_tokens``; then, when given, ``weights`` (a checkpoint) loaded into it."""
