@@ -128,6 +128,12 @@ def ensure_pretrained_tower(
     final = tower_dir(cache_dir, params)
 
     def build(tmp: Path) -> None:
+        # Its own RNG stream: a run that happens to build the cache must draw the same weights afterwards as
+        # a run that finds it built (kill/resume and sweep points compare such runs).
+        with torch.random.fork_rng(devices=[]):
+            _build(tmp)
+
+    def _build(tmp: Path) -> None:
         cfg = dict(params["config"])
         hf_config = transformers.AutoConfig.for_model(cfg.pop("model_type", "clip_vision_model"), **cfg)
         torch.manual_seed(params["seed"])

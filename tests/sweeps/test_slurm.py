@@ -25,6 +25,7 @@ def test_reduced_grid_runs_as_a_job_array(run_cli, tmp_path):
         *QUICK,
         "llm=tiny-xs,tiny-s",
         "visual_tokens=1,4",
+        "seed=0",
         "trainer.max_steps=5",
         f"hydra.sweep.dir={sweep}",
     )
