@@ -48,6 +48,7 @@ def test_requeued_job_resumes_from_its_checkpoint(run_cli, tmp_path):
     common = [
         *QUICK,
         "visual_tokens=4",
+        "seed=0",
         "stage=finetune",
         "trainer.max_steps=120",
         "trainer.val_check_interval=60",
