@@ -1,9 +1,9 @@
 """Build-once cache entries: a folder named by a hash of its parameters, built under a file lock into a
 temporary sibling and renamed into place.
 
-The synthetic suite, the offline tokenizer and the pretrained tiny vision tower all live in the cache folder
-(:func:`vlmscale.contract.default_cache_dir`) this way, so sweep jobs that start together build an entry once
-and never see a half-written one.
+The synthetic suite, the offline tokenizer, the pretrained tiny vision tower and a frozen tower's features
+(:mod:`vlmscale.features`) all live in the cache folder (:func:`vlmscale.contract.default_cache_dir`) this way,
+so sweep jobs that start together build an entry once and never see a half-written one.
 """
 
 from __future__ import annotations
@@ -34,19 +34,31 @@ def file_lock(path: str | Path) -> Iterator[None]:
         yield
 
 
-def publish_dir(final: str | Path, build: Callable[[Path], None]) -> Path:
+def publish_dir(
+    final: str | Path, build: Callable[[Path], None], is_complete: Callable[[Path], bool] | None = None
+) -> Path:
     """Make ``final`` exist exactly once: ``build(tmp)`` fills a temporary sibling that is renamed into place.
 
     A file lock next to ``final`` serialises concurrent callers (the others wait, then find it built); the
-    rename keeps a crashed build from ever looking complete.
+    rename keeps a crashed build from ever looking complete. ``is_complete`` checks a folder found in place
+    (for entries that can be damaged after the rename: a truncated copy, a file cut short by a full disk); one
+    that fails it is moved aside under the lock and built again.
     """
     final = Path(final)
-    if final.is_dir():
+
+    def present() -> bool:
+        return final.is_dir() and (is_complete is None or is_complete(final))
+
+    if present():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(final.parent / f".{final.name}.lock"):
-        if final.is_dir():
+        if present():
             return final
+        if final.exists():  # damaged: out of the way first (readers that hold its files open keep them)
+            broken = final.with_name(f".{final.name}.broken-{uuid.uuid4().hex[:8]}")
+            os.rename(final, broken)
+            shutil.rmtree(broken, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{uuid.uuid4().hex[:8]}-", dir=final.parent))
         try:
             build(tmp)
