@@ -38,6 +38,11 @@ class VisionFeatures:
     multilevel: torch.Tensor | None  # [B, grid * grid, multilevel_size], or None when not requested
     grid: int
 
+    def rows(self, index: torch.Tensor) -> VisionFeatures:
+        """The features of some rows of the batch (a boolean mask or indices)."""
+        multilevel = None if self.multilevel is None else self.multilevel[index]
+        return VisionFeatures(self.patches[index], multilevel, self.grid)
+
 
 def _family(model_type: str) -> str:
     return "siglip" if model_type.startswith("siglip") else "clip"
@@ -105,6 +110,23 @@ class VisionTower(nn.Module):
                 )
         return VisionFeatures(patches=patches, multilevel=levels, grid=self.grid)
 
+    def layer_index(self, index: int) -> int:
+        """A ``hidden_states`` index counted from the start (-2 of a 4-layer encoder -> 3)."""
+        return int(index) % (self.num_layers + 1)
+
+    def feature_layers(self, multilevel: bool = True) -> list[int]:
+        """The ``hidden_states`` indices :meth:`forward` reads, counted from the start, sorted, each once: the
+        selected layer and, with ``multilevel``, the multi-level ones (what a feature cache stores)."""
+        layers = [self.select_layer, *(self.multilevel_layers if multilevel else [])]
+        return sorted({self.layer_index(i) for i in layers})
+
+    @torch.no_grad()
+    def hidden_layers(self, pixel_values: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+        """``[B, len(layers), grid * grid, hidden_size]``: the patch tokens (CLS dropped) of those
+        ``hidden_states`` layers, from the same encoder pass as :meth:`forward` (feature caches build on it)."""
+        hidden = self.encoder(pixel_values.to(self.dtype), output_hidden_states=True).hidden_states
+        return torch.stack([hidden[i][:, -self.num_patches :] for i in layers], dim=1)
+
     def flops(self) -> float:
         """Matmul FLOPs of one image through the whole encoder (HF runs every layer, whatever layer is read)."""
         cfg = self.encoder.config
@@ -145,6 +167,7 @@ def build_vision_tower(
     dtype: str | None = "float32",
     image_processor: bool = True,
     pretrain: Mapping[str, Any] | None = None,
+    feature_cache: str = "auto",
 ) -> VisionTower:
     """Build from an HF name/local path (``pretrained``) or from a config dict with a ``model_type`` key.
 
@@ -153,6 +176,8 @@ def build_vision_tower(
     group's recipe for weights that come from a short pretraining (:mod:`vlmscale.tower_pretrain`, run by
     :func:`vlmscale.assemble.build_model`, which then passes the cached folder as ``pretrained``); a tower is
     never built from it here, so a random tower cannot silently stand in for a pretrained one.
+    ``feature_cache`` (auto/on/off) is the group's choice of reading this tower's output from a cache rather
+    than running it: the training data pipeline acts on it (:mod:`vlmscale.features`), the tower is the same.
     """
     import transformers
 

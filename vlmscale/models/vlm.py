@@ -2,6 +2,8 @@
 
 ``forward`` returns the LM loss over answer tokens; ``generate`` decodes greedily with a KV cache from
 left-padded prompts. Rows without an image (``has_image`` False, or no ``<image>`` token) get no visual tokens.
+Both take the images as ``pixel_values`` (the tower runs) or as ``features``, the frozen tower's output computed
+beforehand (a feature cache, :mod:`vlmscale.features`): then the tower is skipped.
 
 QueCC's question vector comes from one of two places (the compressor's ``query`` option):
 
@@ -25,7 +27,7 @@ from .. import flops
 from ..contract import IMAGE_TOKEN
 from .connector import Connector, build_connector
 from .llm import LanguageModel, TwoPartInputs, build_llm, split_at_image
-from .vision import VisionTower, build_vision_tower
+from .vision import VisionFeatures, VisionTower, build_vision_tower
 
 
 @dataclass
@@ -90,25 +92,44 @@ class VisionLanguageModel(nn.Module):
         return rows
 
     def _rows_with_pixels(
-        self, input_ids: torch.Tensor, has_image: torch.Tensor | None, pixel_values: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor,
+        has_image: torch.Tensor | None,
+        pixel_values: torch.Tensor | None,
+        features: VisionFeatures | None = None,
     ) -> torch.Tensor:
-        """:meth:`image_rows`, refusing rows with an image but no ``pixel_values`` to take it from."""
+        """:meth:`image_rows`, refusing rows with an image but no ``pixel_values`` (or ``features``) for it."""
         rows = self.image_rows(input_ids, has_image)
-        if pixel_values is None and bool(rows.any()):
+        if pixel_values is None and features is None and bool(rows.any()):
             raise ValueError(
                 f"{int(rows.sum())} row(s) hold the <image> token but no pixel_values were given: pass the images, "
                 "or has_image=False for text-only rows (their <image> is then an ordinary token)"
             )
         return rows
 
+    def image_features(
+        self, pixel_values: torch.Tensor | None, features: VisionFeatures | None = None
+    ) -> VisionFeatures:
+        """The tower's output for these images: ``features`` when given (computed beforehand), else the tower
+        runs on ``pixel_values``."""
+        if features is None:
+            return self.vision(pixel_values, multilevel=self.connector.needs_multilevel)
+        if self.connector.needs_multilevel and features.multilevel is None:
+            raise ValueError(
+                f"connector {self.connector.name!r} reads the multi-level features, but the precomputed "
+                "features hold only the selected layer"
+            )
+        return features
+
     def encode_images(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         query_ids: torch.Tensor | None = None,
         query_attention_mask: torch.Tensor | None = None,
+        features: VisionFeatures | None = None,
     ) -> torch.Tensor:
         """Images (+ their questions, for QueCC) -> [B, T, llm_width] visual embeddings."""
-        features = self.vision(pixel_values, multilevel=self.connector.needs_multilevel)
+        features = self.image_features(pixel_values, features)
         query = None
         if self.connector.needs_query:
             if query_ids is None:
@@ -126,14 +147,15 @@ class VisionLanguageModel(nn.Module):
         query_attention_mask: torch.Tensor | None,
         has_image: torch.Tensor | None,
         padding_side: str,
+        features: VisionFeatures | None = None,
     ):
-        rows = self._rows_with_pixels(input_ids, has_image, pixel_values)
+        rows = self._rows_with_pixels(input_ids, has_image, pixel_values, features)
         visual = None
-        if pixel_values is not None and bool(rows.any()):
+        if (pixel_values is not None or features is not None) and bool(rows.any()):
             # Only rows with an image go through the tower, compressor and query pass.
             q_ids = query_ids[rows] if query_ids is not None else None
             q_mask = query_attention_mask[rows] if query_attention_mask is not None else None
-            visual = self.encode_images(pixel_values[rows], q_ids, q_mask)
+            visual = self.encode_images(*_image_rows(pixel_values, features, rows), q_ids, q_mask)
         return self.llm.splice(
             input_ids, attention_mask, visual, rows, self.image_token_id, labels, padding_side=padding_side
         )
@@ -147,9 +169,12 @@ class VisionLanguageModel(nn.Module):
         query_ids: torch.Tensor | None = None,
         query_attention_mask: torch.Tensor | None = None,
         has_image: torch.Tensor | None = None,
+        features: VisionFeatures | None = None,
     ) -> VLMOutput:
         if self._cached_prefix:
-            return self._two_part_forward(pixel_values, input_ids, attention_mask, labels, has_image)
+            return self._two_part_forward(
+                pixel_values, input_ids, attention_mask, labels, has_image, features
+            )
         spliced = self._splice(
             pixel_values,
             input_ids,
@@ -159,6 +184,7 @@ class VisionLanguageModel(nn.Module):
             query_attention_mask,
             has_image,
             "right",
+            features,
         )
         out = self.llm(
             inputs_embeds=spliced.inputs_embeds,
@@ -178,6 +204,7 @@ class VisionLanguageModel(nn.Module):
         query_attention_mask: torch.Tensor | None = None,
         has_image: torch.Tensor | None = None,
         max_new_tokens: int = 16,
+        features: VisionFeatures | None = None,
     ) -> torch.Tensor:
         """Greedy decoding with a KV cache. Prompts must be LEFT-padded. Returns [B, n <= max_new_tokens]:
         the new tokens, the eos included, ``pad_token_id`` after a row has finished."""
@@ -187,8 +214,10 @@ class VisionLanguageModel(nn.Module):
             )
         cache = self.llm.new_cache()
         if self._cached_prefix:
-            parts = self._split(pixel_values, prompt_ids, prompt_attention_mask, None, has_image, "left")
-            hidden = self._two_part_hidden(pixel_values, parts, cache)
+            parts = self._split(
+                pixel_values, prompt_ids, prompt_attention_mask, None, has_image, "left", features
+            )
+            hidden = self._two_part_hidden(pixel_values, parts, cache, features)
             last_logits = self.llm.logits(hidden[:, -1:])
             mask, positions = parts.attention_mask, parts.position_ids
         else:
@@ -201,6 +230,7 @@ class VisionLanguageModel(nn.Module):
                 query_attention_mask,
                 has_image,
                 "left",
+                features,
             )
             mask, positions = spliced.attention_mask, spliced.position_ids
             last_logits = self.llm(
@@ -241,8 +271,9 @@ class VisionLanguageModel(nn.Module):
         labels: torch.Tensor | None,
         has_image: torch.Tensor | None,
         padding_side: str,
+        features: VisionFeatures | None = None,
     ) -> TwoPartInputs:
-        rows = self._rows_with_pixels(input_ids, has_image, pixel_values)
+        rows = self._rows_with_pixels(input_ids, has_image, pixel_values, features)
         return split_at_image(
             input_ids,
             attention_mask,
@@ -255,7 +286,11 @@ class VisionLanguageModel(nn.Module):
         )
 
     def _two_part_hidden(
-        self, pixel_values: torch.Tensor | None, parts: TwoPartInputs, cache: Any = None
+        self,
+        pixel_values: torch.Tensor | None,
+        parts: TwoPartInputs,
+        cache: Any = None,
+        features: VisionFeatures | None = None,
     ) -> torch.Tensor:
         """Final hidden states [B, P + S] of a two-part batch; ``cache`` (if given) ends up holding all of it.
 
@@ -275,8 +310,8 @@ class VisionLanguageModel(nn.Module):
         query = prefix[rows, -1]
         if self.detach_query:
             query = query.detach()
-        features = self.vision(pixel_values[rows], multilevel=self.connector.needs_multilevel)
-        visual = self.connector(features, query).to(suffix_embeds.dtype)
+        image_features = self.image_features(*_image_rows(pixel_values, features, rows))
+        visual = self.connector(image_features, query).to(suffix_embeds.dtype)
         suffix_embeds = suffix_embeds.masked_scatter(parts.visual_slots[..., None], visual)
         if cache is None:
             embeds = torch.cat([prefix_embeds, suffix_embeds], dim=1)
@@ -291,15 +326,25 @@ class VisionLanguageModel(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None,
         has_image: torch.Tensor | None,
+        features: VisionFeatures | None = None,
     ) -> VLMOutput:
-        parts = self._split(pixel_values, input_ids, attention_mask, labels, has_image, "right")
-        logits = self.llm.logits(self._two_part_hidden(pixel_values, parts))
+        parts = self._split(pixel_values, input_ids, attention_mask, labels, has_image, "right", features)
+        logits = self.llm.logits(self._two_part_hidden(pixel_values, parts, features=features))
         loss = None if parts.labels is None else self.llm.loss(logits, parts.labels)
         return VLMOutput(loss, logits, parts.labels, parts.attention_mask)
 
     def accounting(self, text_tokens: float, query_tokens: float | None = None) -> dict[str, Any]:
         """N, T, Q and inference FLOPs (the paper's 2N(Q+T) and a fuller count); see :mod:`vlmscale.flops`."""
         return flops.vlm_accounting(self, text_tokens, query_tokens)
+
+
+def _image_rows(
+    pixel_values: torch.Tensor | None, features: VisionFeatures | None, rows: torch.Tensor
+) -> tuple[torch.Tensor | None, VisionFeatures | None]:
+    """The image rows' pixels, or their precomputed features when given (then the pixels are not needed)."""
+    if features is not None:
+        return None, features.rows(rows)
+    return pixel_values[rows], None
 
 
 def build_vlm(
