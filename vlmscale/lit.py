@@ -25,6 +25,7 @@ from vlmscale.assemble import PARTS, frozen_state_keys, upgrade_state_dict
 from vlmscale.data import decode, stop_token_ids
 from vlmscale.eval.runner import summarize
 from vlmscale.eval.scorers import exact_match
+from vlmscale.models import VisionFeatures
 
 STAGES = ("pretrain", "finetune")
 
@@ -102,11 +103,16 @@ class VLMLightningModule(L.LightningModule):
         return self
 
     # -- steps -------------------------------------------------------------------------------------
-    @staticmethod
-    def _image_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-        """The image side of a batch (pixels, the question for the query pass, which rows have an image)."""
+    def _image_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The image side of a batch (pixels, or the frozen tower's cached features in their place; the
+        question for the query pass; which rows have an image)."""
         optional = ("query_ids", "query_attention_mask", "has_image")
-        return {"pixel_values": batch["pixel_values"], **{key: batch.get(key) for key in optional}}
+        inputs = {key: batch.get(key) for key in optional}
+        if "vision_patches" in batch:  # vlmscale.features: the tower is skipped
+            grid = self.vlm.vision.grid
+            features = VisionFeatures(batch["vision_patches"], batch.get("vision_multilevel"), grid)
+            return {"pixel_values": None, "features": features, **inputs}
+        return {"pixel_values": batch["pixel_values"], **inputs}
 
     def _forward(self, batch: Mapping[str, Any]):
         return self.vlm(

@@ -13,6 +13,9 @@ import torch
 
 from vlmscale.contract import IGNORE_INDEX
 
+# Items may carry a frozen tower's cached output in place of pixel_values (vlmscale.features)
+FEATURE_KEYS = ("vision_patches", "vision_multilevel")
+
 
 def pad_sequences(
     seqs: Sequence[torch.Tensor], value: int, left: bool = False
@@ -41,9 +44,13 @@ def collate(
 
     ``pixel_values`` is ``[B, 3, H, W]`` with zeros for text-only items (``has_image`` False). When no item in
     the batch has an image, ``H, W`` come from ``image_size`` (``LlavaDataset.image_size``), or are 0 without it.
+    Items with cached tower features give ``vision_patches`` (and ``vision_multilevel``) ``[B, P, C]`` instead
+    of ``pixel_values``, zeros for text-only items.
     """
     if not items:
         raise ValueError("collate() got an empty batch")
+    if any(FEATURE_KEYS[0] in it for it in items):
+        return {**_stack_features(items), **_text(items, pad_token_id)}
     has_image = torch.tensor([it["pixel_values"] is not None for it in items], dtype=torch.bool)
     shapes = {tuple(it["pixel_values"].shape) for it in items if it["pixel_values"] is not None}
     if len(shapes) > 1:
@@ -59,7 +66,28 @@ def collate(
     for i, it in enumerate(items):
         if it["pixel_values"] is not None:
             pixel_values[i] = it["pixel_values"]
+    return {"pixel_values": pixel_values, "has_image": has_image, **_text(items, pad_token_id)}
 
+
+def _stack_features(items: Sequence[dict]) -> dict:
+    """The cached features of the items' images, stacked; zeros for text-only items (``has_image`` False)."""
+    has_image = torch.tensor([FEATURE_KEYS[0] in it for it in items], dtype=torch.bool)
+    if not bool(has_image.all()) and any(it.get("pixel_values") is not None for it in items):
+        raise ValueError("a batch mixes cached image features and pixel_values")
+    out = {"has_image": has_image}
+    first = next(it for it in items if FEATURE_KEYS[0] in it)
+    for key in FEATURE_KEYS:
+        if key in first:
+            stacked = torch.zeros((len(items), *first[key].shape), dtype=first[key].dtype)
+            for i, it in enumerate(items):
+                if key in it:
+                    stacked[i] = it[key]
+            out[key] = stacked
+    return out
+
+
+def _text(items: Sequence[dict], pad_token_id: int) -> dict:
+    """The token fields of a batch (padded) and the per-item strings."""
     input_ids, attention_mask = pad_sequences([it["input_ids"] for it in items], pad_token_id)
     labels, _ = pad_sequences([it["labels"] for it in items], IGNORE_INDEX)
     query_ids, query_attention_mask = pad_sequences([it["query_ids"] for it in items], pad_token_id)
@@ -67,8 +95,6 @@ def collate(
         [it["prompt_ids"] for it in items], pad_token_id, left=True
     )
     return {
-        "pixel_values": pixel_values,
-        "has_image": has_image,
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "labels": labels,

@@ -16,6 +16,8 @@ its record index. Start-up checks catch what a stat and a header read can; an im
 decoded in ``__getitem__`` is handled the same way there (``skip``: the next readable record stands in).
 Images are opened and tokenisation is done lazily in ``__getitem__``. ``image_aspect_ratio="pad"`` expands an image to a square filled with the image processor's
 mean colour before the processor runs (LLaVA's ``pad``); ``"crop"`` leaves it to the processor (resize + crop).
+With ``image_features`` set (a frozen tower's cached output, :mod:`vlmscale.features`), an item carries the
+image's ``vision_patches`` (and ``vision_multilevel``) in place of ``pixel_values`` and no image is decoded.
 """
 
 from __future__ import annotations
@@ -181,6 +183,8 @@ class LlavaDataset(Dataset):
         self.default_category = default_category
         self.image_size = processor_image_size(image_processor) if image_processor is not None else None
         self.num_truncated = 0
+        # path -> {"vision_patches", "vision_multilevel"?}: the cached tower output read in place of the image
+        self.image_features = None
         self.skipped: list[tuple[int, str]] = []  # (record index in the file, missing/unreadable image)
         self.records = list(records) if records is not None else read_records(self.data_path)
         self.file_index = list(range(len(self.records)))  # record i of this view is record file_index[i]
@@ -306,7 +310,7 @@ class LlavaDataset(Dataset):
                     record.get("id", index),
                 )
         return {
-            "pixel_values": self.load_image(record, file_index) if has_image else None,
+            **self._image_fields(record, file_index),
             "input_ids": enc["input_ids"],
             "labels": enc["labels"],
             "query_ids": enc["query_ids"],
@@ -315,6 +319,15 @@ class LlavaDataset(Dataset):
             "category": str(record.get("category", self.default_category)),
             "id": str(record.get("id", index)),
         }
+
+    def _image_fields(self, record: dict, file_index: int) -> dict:
+        """``pixel_values`` (None without an image), or the image's cached tower features in their place."""
+        if record.get("image") is None:
+            return {"pixel_values": None}
+        path = self.image_path(record)
+        if self.image_features is not None and path in self.image_features:
+            return self.image_features(path)
+        return {"pixel_values": self.load_image(record, file_index)}
 
 
 def _image_problem(path: Path) -> str | None:

@@ -3,7 +3,9 @@
 For each task: its samples are turned into generation prompts with the data package's conversation
 formatting (`vlmscale.data.encode_prompt`, the same template and ``<image>`` placement as training), batched
 with the training collate (prompts LEFT-padded), decoded greedily with the KV cache (`vlm.generate`), cut at
-the first stop token and scored. Written under ``out_dir``:
+the first stop token and scored. ``image_features`` (optional: a frozen tower's cached output by image path,
+:mod:`vlmscale.features`, which training passes for the synthetic suite) stands in for the images it holds:
+those are never decoded and the tower does not run. Written under ``out_dir``:
 
 - ``<task>.predictions.jsonl``: one line per question (id, question, references, prediction, score, parsed, ...)
 - ``<task>.scores.json``: the task's metrics (``error``, ``n``, ``n_unparseable`` and the benchmark's own)
@@ -36,10 +38,27 @@ log = logging.getLogger("vlmscale.eval")
 # ------------------------------------------------------------------------------------------- generation
 
 
+def _image_fields(sample: Sample, image_processor, aspect_ratio, image_features) -> dict:
+    """The sample's image as pixel values, or as its cached tower features (``image_features``) when given."""
+    if sample.image is None:
+        return {"pixel_values": None}
+    if image_features is not None:
+        return image_features(sample.image)
+    from vlmscale.data import process_image
+
+    return {"pixel_values": process_image(open_image(sample.image), image_processor, aspect_ratio)}
+
+
 def _items(
-    samples: Sequence[Sample], tokenizer, image_processor, system_prompt, aspect_ratio, question_first=False
+    samples: Sequence[Sample],
+    tokenizer,
+    image_processor,
+    system_prompt,
+    aspect_ratio,
+    question_first=False,
+    image_features=None,
 ) -> list[dict]:
-    from vlmscale.data import encode_prompt, process_image
+    from vlmscale.data import encode_prompt
 
     items = []
     for s in samples:
@@ -49,9 +68,7 @@ def _items(
         )
         items.append(
             {
-                "pixel_values": process_image(open_image(s.image), image_processor, aspect_ratio)
-                if has_image
-                else None,
+                **_image_fields(s, image_processor, aspect_ratio, image_features),
                 "input_ids": enc["prompt_ids"],
                 "labels": torch.full_like(enc["prompt_ids"], IGNORE_INDEX),
                 "query_ids": enc["query_ids"],
@@ -77,8 +94,10 @@ def generate_answers(
     image_aspect_ratio: str = "pad",
     progress: bool = True,
     desc: str = "eval",
+    image_features=None,
 ) -> list[str]:
-    """Greedy answers for ``samples`` (in their order). Batches group prompts of similar length."""
+    """Greedy answers for ``samples`` (in their order). Batches group prompts of similar length. The cached
+    ``image_features`` are used when they hold every image of ``samples``, else the images are read."""
     from tqdm.auto import tqdm
 
     from vlmscale.data import collate, decode, stop_token_ids
@@ -86,6 +105,8 @@ def generate_answers(
 
     if not samples:
         return []
+    if image_features is not None and not all(s.image in image_features for s in samples if s.image):
+        image_features = None  # another benchmark's images: the tower runs on them
     device = next(vlm.parameters()).device
     stop = stop_token_ids(tokenizer)
     image_size = processor_image_size(image_processor) if image_processor is not None else None
@@ -103,10 +124,11 @@ def generate_answers(
                 system_prompt,
                 image_aspect_ratio,
                 getattr(vlm, "question_first", False),  # the layout the model was trained on
+                image_features,
             )
             batch = collate(items, tokenizer.pad_token_id, image_size=image_size)
             tokens = vlm.generate(
-                pixel_values=batch["pixel_values"].to(device),
+                **_pixels_or_features(batch, vlm, device),
                 prompt_ids=batch["prompt_ids"].to(device),
                 prompt_attention_mask=batch["prompt_attention_mask"].to(device),
                 query_ids=batch["query_ids"].to(device),
@@ -119,6 +141,21 @@ def generate_answers(
     finally:
         vlm.train(was_training)
     return answers
+
+
+def _pixels_or_features(batch: Mapping[str, Any], vlm, device) -> dict[str, Any]:
+    """``pixel_values`` for ``vlm.generate``, or the cached features (``VisionFeatures``) in their place."""
+    if "vision_patches" not in batch:
+        return {"pixel_values": batch["pixel_values"].to(device)}
+    from vlmscale.models import VisionFeatures
+
+    multilevel = batch.get("vision_multilevel")
+    features = VisionFeatures(
+        batch["vision_patches"].to(device),
+        None if multilevel is None else multilevel.to(device),
+        vlm.vision.grid,
+    )
+    return {"pixel_values": None, "features": features}
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -160,6 +197,7 @@ def evaluate(
     progress: bool = True,
     system_prompt: str | None = None,
     image_aspect_ratio: str = "pad",
+    image_features=None,
 ) -> dict[str, float]:
     """Evaluate ``vlm`` on ``tasks``; write predictions and scores under ``out_dir``; return the summary
     (``error/<task>``, ``error/reasoning``, ``error/ocr``, ``error/avg``, ``unparseable/<task>``)."""
@@ -180,6 +218,7 @@ def evaluate(
             image_aspect_ratio=image_aspect_ratio,
             progress=progress,
             desc=f"eval {task.name}",
+            image_features=image_features,
         )
         metrics, records = task.score(samples, predictions)
         rows = [{**s.to_record(), **r} for s, r in zip(samples, records)]
@@ -264,9 +303,11 @@ def evaluate_from_config(
     out_dir: str | Path,
     names: Sequence[str] | None = None,
     limit: int | None = None,
+    image_features=None,
 ) -> dict[str, float]:
     """`evaluate` driven by a resolved plain-dict run config (keys ``eval``, ``data``): what training calls
-    at its end (``eval.tasks``) and what ``python -m vlmscale.eval`` calls."""
+    at its end (``eval.tasks``, with the test split's cached ``image_features`` when it has them) and what
+    ``python -m vlmscale.eval`` calls."""
     eval_cfg = dict(cfg.get("eval") or {})
     data_cfg = dict(cfg.get("data") or {})
     tasks = tasks_from_config(eval_cfg, data_cfg, names)
@@ -281,4 +322,5 @@ def evaluate_from_config(
         progress=bool(eval_cfg.get("progress", True)),
         system_prompt=data_cfg.get("system_prompt"),
         image_aspect_ratio=data_cfg.get("image_aspect_ratio", "pad"),
+        image_features=image_features,
     )
