@@ -24,6 +24,7 @@ from vlmscale.assemble import build_model, reloadable_parts
 from vlmscale.checkpoints import AtomicCheckpointIO
 from vlmscale.contract import to_plain
 from vlmscale.data.module import VLMDataModule
+from vlmscale.features import attach_features
 from vlmscale.launch import SaveOnInterrupt
 from vlmscale.lit import VLMLightningModule
 
@@ -68,6 +69,8 @@ def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule
     datasets = build_datasets(
         tokenizer, vlm.vision.image_processor, question_first=vlm.question_first, **to_plain(cfg.data)
     )
+    # A frozen tower's output comes from the feature cache (vision.feature_cache): items carry it, no image
+    attach_features(to_plain(cfg), vlm.vision, vlm.connector.needs_multilevel, datasets)
     image_size = next(iter(datasets.values())).image_size
     loader = to_plain(cfg.loader)
     return VLMDataModule(

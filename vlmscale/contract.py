@@ -27,6 +27,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
 
 
+# vision.feature_cache (conf/vision/*.yaml): the frozen tower's output read from the cache (vlmscale.features).
+# auto: when the tower is frozen and the entry fits on disk | on: or the run is refused | off: the tower runs.
+FEATURE_CACHE_MODES = ("auto", "on", "off")
+FEATURE_CACHE_ENV = "VLMSCALE_FEATURE_CACHE"  # the vision groups' default (the test suite sets off)
+
+
 # -- run folders -------------------------------------------------------------------------------------------
 # A sweep folder holds one run folder per grid point; the folder name is the point, never a timestamp, so a
 # re-run or a requeued job finds its own checkpoint and result. conf/train.yaml spells the same pattern in

@@ -41,6 +41,7 @@ NON_SEMANTIC_KEYS = frozenset(
         "run_dir",
         "skip_done",
         "data.cache_dir",
+        "vision.feature_cache",  # the tower's output read from the cache is the live output (vlmscale.features)
         "data.progress",
         "eval.data_dir",
         "eval.progress",

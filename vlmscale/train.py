@@ -220,7 +220,11 @@ def train_and_evaluate(
     # Lightning's teardown left the model on the CPU (under ZeRO-3 only its placeholders and buffers: the
     # shards stay on the GPU); evaluate where training ran.
     module.vlm.to(trainer.strategy.root_device)
-    metrics.update(evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval"))
+    # The test split's cached tower output, when the run reads features (vlmscale.features)
+    cached = getattr(datamodule.datasets.get("test"), "image_features", None)
+    metrics.update(
+        evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval", image_features=cached)
+    )
     text_tokens, query_tokens = prompt_token_counts(
         datamodule.datasets.get("test") or datamodule.datasets["val"]
     )

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vlmscale.contract import FEATURE_CACHE_MODES
+
 STAGES = ("pretrain", "finetune")
 RESUME_MODES = ("auto", "never")
 
@@ -38,7 +40,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
 def config_problems(config: Mapping[str, Any]) -> list[str]:
     """Every problem found in a plain resolved run config, one line each (the key, the value, the fix)."""
     problems: list[str] = []
-    for check in (_top_level, _vision_grid, _optim, _trainer, _loader, _data, _eval):
+    for check in (_top_level, _vision_grid, _feature_cache, _optim, _trainer, _loader, _data, _eval):
         problems.extend(check(config))
     return problems
 
@@ -133,6 +135,20 @@ def _vision_grid(config: Mapping[str, Any]) -> list[str]:
         return [
             f"visual_tokens={tokens}: does not tile the {grid}x{grid} vision grid (T = (G/k)^2); "
             f"valid values are {valid}"
+        ]
+    return []
+
+
+def _feature_cache(config: Mapping[str, Any]) -> list[str]:
+    """vision.feature_cache is auto, on or off; `on` needs a frozen tower (vlmscale.features.policy)."""
+    vision = _section(config, "vision")
+    mode = vision.get("feature_cache", "auto")
+    if mode not in FEATURE_CACHE_MODES:
+        return [f"vision.feature_cache={mode!r}: must be one of {', '.join(FEATURE_CACHE_MODES)}"]
+    if mode == "on" and vision.get("freeze", True) is False:
+        return [
+            "vision.feature_cache=on: the vision tower trains in this run (vision.freeze=false), so its output "
+            "changes every step and cannot be cached; set vision.feature_cache=auto or off, or vision.freeze=true"
         ]
     return []
 
