@@ -1,4 +1,5 @@
-"""Shared test set-up: one torch thread (two processes x two threads on two cores crawl), offline HF."""
+"""Shared test set-up: one torch thread (two processes x two threads on two cores crawl), offline HF, the
+feature cache off unless a test asks for it."""
 
 import os
 
@@ -7,6 +8,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The feature cache is off unless a test turns it on (vision.feature_cache=auto|on): in each test's fresh
+# cache folder it would compute the tiny tower's output for the whole default suite (2.2 GB) for a few steps.
+os.environ.setdefault("VLMSCALE_FEATURE_CACHE", "off")
 
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
