@@ -155,7 +155,8 @@ class VisionLanguageModel(nn.Module):
             # Only rows with an image go through the tower, compressor and query pass.
             q_ids = query_ids[rows] if query_ids is not None else None
             q_mask = query_attention_mask[rows] if query_attention_mask is not None else None
-            visual = self.encode_images(*_image_rows(pixel_values, features, rows), q_ids, q_mask)
+            pixels, row_features = _image_rows(pixel_values, features, rows)
+            visual = self.encode_images(pixels, q_ids, q_mask, features=row_features)
         return self.llm.splice(
             input_ids, attention_mask, visual, rows, self.image_token_id, labels, padding_side=padding_side
         )
