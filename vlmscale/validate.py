@@ -18,6 +18,11 @@ from typing import Any
 from vlmscale.contract import FEATURE_CACHE_MODES
 
 STAGES = ("pretrain", "finetune")
+TRAINING_TOWER = "the vision tower trains in this run (vision.freeze=false), so its output changes every step"
+FEATURE_CACHE_ON_TRAINING_TOWER = (
+    f"vision.feature_cache=on: {TRAINING_TOWER} and cannot be cached; set vision.feature_cache=auto or off, "
+    "or vision.freeze=true"
+)
 RESUME_MODES = ("auto", "never")
 
 
@@ -146,10 +151,7 @@ def _feature_cache(config: Mapping[str, Any]) -> list[str]:
     if mode not in FEATURE_CACHE_MODES:
         return [f"vision.feature_cache={mode!r}: must be one of {', '.join(FEATURE_CACHE_MODES)}"]
     if mode == "on" and vision.get("freeze", True) is False:
-        return [
-            "vision.feature_cache=on: the vision tower trains in this run (vision.freeze=false), so its output "
-            "changes every step and cannot be cached; set vision.feature_cache=auto or off, or vision.freeze=true"
-        ]
+        return [FEATURE_CACHE_ON_TRAINING_TOWER]
     return []
 
 

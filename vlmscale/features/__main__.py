@@ -54,6 +54,7 @@ def build(overrides: list[str]) -> tuple[Path, float]:
     from vlmscale.assemble import resolve_pretrained_tower
     from vlmscale.data import build_datasets
     from vlmscale.features import prepare_features
+    from vlmscale.features.policy import tower_allows
     from vlmscale.models import build_vision_tower
 
     cfg = compose_config(overrides)
@@ -62,11 +63,15 @@ def build(overrides: list[str]) -> tuple[Path, float]:
     if cfg["vision"].get("feature_cache") == "off":
         log.warning("vision.feature_cache=off in this config: its runs will not read the entry built here")
     start = time.time()
-    torch.manual_seed(int(cfg["seed"]))  # a random tower draws the weights the run draws (then its key matches)
+    torch.manual_seed(
+        int(cfg["seed"])
+    )  # a random tower draws the weights the run draws (then its key matches)
     vision = resolve_pretrained_tower(dict(cfg["vision"]), cfg["paths"]["cache_dir"])
     tower = build_vision_tower(**vision)
+    tower_allows(cfg["vision"]["feature_cache"], any(p.requires_grad for p in tower.parameters()), True)
     datasets = build_datasets(None, tower.image_processor, **cfg["data"])  # records and images; no tokens
-    prepared = prepare_features(cfg, tower, reads_multilevel(cfg["compressor"]), datasets, required=True)
+    multilevel = reads_multilevel(cfg["compressor"])
+    prepared = prepare_features(cfg, tower, multilevel, datasets, required=True, progress=True)
     assert prepared is not None  # required=True builds or raises
     return prepared[0], time.time() - start
 

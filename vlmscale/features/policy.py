@@ -12,7 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from vlmscale.validate import ConfigError
+from vlmscale.validate import FEATURE_CACHE_ON_TRAINING_TOWER, TRAINING_TOWER, ConfigError
 
 log = logging.getLogger("vlmscale.features")
 
@@ -30,26 +30,23 @@ def free_bytes(folder: str | Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+def human(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def tower_allows(mode: str, tower_trains: bool, required: bool = False) -> bool:
-    """False (the tower runs live) for ``off`` or a training tower; ``on``/``required`` with a training
-    tower is refused: its output changes every step, there is nothing to cache."""
+    """False (the tower runs live) for ``off`` or a training tower. A training tower is refused where the
+    cache is asked for (``on``; ``required``: a build): its output changes every step, nothing to cache."""
     if mode == "off" and not required:
         return False
     if not tower_trains:
         return True
-    if mode == "on" or required:
-        raise ConfigError(
-            [
-                f"vision.feature_cache={mode}: the vision tower trains in this run (vision.freeze=false), so its "
-                "output changes every step and cannot be cached; set vision.feature_cache=auto or off, or "
-                "vision.freeze=true"
-            ]
-        )
-    log.info("vision.feature_cache=auto: the vision tower trains (vision.freeze=false), so it runs live")
+    if mode == "on":
+        raise ConfigError([FEATURE_CACHE_ON_TRAINING_TOWER])
+    if required:
+        fix = "a feature cache is for frozen towers (vision.freeze=true)"
+        raise ConfigError([f"vision.freeze=false: {TRAINING_TOWER}; {fix}"])
+    log.info("vision.feature_cache=auto: %s, so it runs live", TRAINING_TOWER)
     return False
 
 
@@ -59,7 +56,7 @@ def disk_allows(mode: str, needed: int, cache_dir: str | Path, sizes: str, requi
     free = free_bytes(cache_dir)
     if needed <= free:
         return True
-    what = f"the feature cache needs {gib(needed)} ({sizes}) under {cache_dir} but only {gib(free)} is free there"
+    what = f"the feature cache needs {human(needed)} ({sizes}) under {cache_dir} but only {human(free)} is free there"
     fix = "free space or point paths.cache_dir (or $VLMSCALE_CACHE) at a larger disk"
     if mode == "on" or required:
         raise ConfigError([f"vision.feature_cache={mode}: {what}; {fix}, or set vision.feature_cache=off"])
