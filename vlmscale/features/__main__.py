@@ -63,12 +63,12 @@ def build(overrides: list[str]) -> tuple[Path, float]:
     if cfg["vision"].get("feature_cache") == "off":
         log.warning("vision.feature_cache=off in this config: its runs will not read the entry built here")
     start = time.time()
-    torch.manual_seed(
-        int(cfg["seed"])
-    )  # a random tower draws the weights the run draws (then its key matches)
+    # Seeded as the run is when it builds its tower: a random tower gets the run's weights, hence its entry
+    torch.manual_seed(int(cfg["seed"]))
     vision = resolve_pretrained_tower(dict(cfg["vision"]), cfg["paths"]["cache_dir"])
     tower = build_vision_tower(**vision)
-    tower_allows(cfg["vision"]["feature_cache"], any(p.requires_grad for p in tower.parameters()), True)
+    trains = any(p.requires_grad for p in tower.parameters())
+    tower_allows(cfg["vision"]["feature_cache"], trains, required=True)  # refused before the data is built
     datasets = build_datasets(None, tower.image_processor, **cfg["data"])  # records and images; no tokens
     multilevel = reads_multilevel(cfg["compressor"])
     prepared = prepare_features(cfg, tower, multilevel, datasets, required=True, progress=True)

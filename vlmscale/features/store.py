@@ -20,6 +20,7 @@ cache of one entry. :class:`SplitFeatures` reads one image's features by path, a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -205,14 +206,11 @@ def write_split(
         _Images(paths, processor, aspect_ratio), batch_size=batch_size, num_workers=workers, collate_fn=_batch
     )
     device = torch.device(compute["device"])
-    autocast = compute.get("autocast")
     shape = (len(paths), len(layers), tower.num_patches, tower.hidden_size)
     array, dtype, unreadable, row = None, tower.dtype, {}, 0
     for pixels, errors in loader:
         if pixels is not None:
-            with torch.autocast(
-                device.type, dtype=getattr(torch, autocast or "float32"), enabled=bool(autocast)
-            ):
+            with _autocast(device, compute.get("autocast")):  # as the live tower runs under the precision
                 out = tower.hidden_layers(pixels.to(device), layers)
             if array is None:  # stored in the tower's output dtype, known from the first batch
                 dtype = out.dtype
@@ -238,6 +236,10 @@ def write_split(
         "images_sha256": hashlib.sha256(listing).hexdigest(),
         "unreadable": unreadable,
     }
+
+
+def _autocast(device: torch.device, dtype: str | None):
+    return torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
 
 
 def _bits(dtype: torch.dtype) -> torch.dtype:
@@ -349,9 +351,8 @@ class SplitFeatures:
         return self._array
 
     def __call__(self, path: str | os.PathLike) -> dict[str, torch.Tensor]:
-        row = torch.from_numpy(
-            np.array(self.array[self.rows[os.path.abspath(path)]])
-        )  # a copy out of the map
+        index = self.rows[os.path.abspath(path)]
+        row = torch.from_numpy(np.array(self.array[index]))  # a copy out of the read-only map
         if self.dtype == torch.bfloat16:
             row = row.view(torch.bfloat16)
         fields = {"vision_patches": row[self.select_slot]}
