@@ -107,7 +107,7 @@ class VisionLanguageModel(nn.Module):
             )
         return rows
 
-    def image_features(
+    def vision_features(
         self, pixel_values: torch.Tensor | None, features: VisionFeatures | None = None
     ) -> VisionFeatures:
         """The tower's output for these images: ``features`` when given (computed beforehand), else the tower
@@ -129,7 +129,7 @@ class VisionLanguageModel(nn.Module):
         features: VisionFeatures | None = None,
     ) -> torch.Tensor:
         """Images (+ their questions, for QueCC) -> [B, T, llm_width] visual embeddings."""
-        features = self.image_features(pixel_values, features)
+        features = self.vision_features(pixel_values, features)
         query = None
         if self.connector.needs_query:
             if query_ids is None:
@@ -311,8 +311,8 @@ class VisionLanguageModel(nn.Module):
         query = prefix[rows, -1]
         if self.detach_query:
             query = query.detach()
-        image_features = self.image_features(*_image_rows(pixel_values, features, rows))
-        visual = self.connector(image_features, query).to(suffix_embeds.dtype)
+        row_features = self.vision_features(*_image_rows(pixel_values, features, rows))
+        visual = self.connector(row_features, query).to(suffix_embeds.dtype)
         suffix_embeds = suffix_embeds.masked_scatter(parts.visual_slots[..., None], visual)
         if cache is None:
             embeds = torch.cat([prefix_embeds, suffix_embeds], dim=1)
