@@ -210,3 +210,20 @@ def test_two_processes_building_at_once_leave_one_entry(synthetic, synthetic_dat
     assert is_complete(entries(cache)[0])
     leftovers = [p for p in cache.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
     assert not leftovers
+
+
+def test_a_batch_carries_the_features_and_zeros_for_text_only_rows(llava_dir, tokenizer, tower, tmp_path):
+    from vlmscale.data import collate
+
+    data = llava_data(llava_dir)
+    datasets = build_datasets(tokenizer, tower.image_processor, **data)
+    attach_features(run_config(tmp_path, data), tower, True, datasets)
+    items = [datasets["train"][i] for i in range(5)]  # r2 is text-only
+    batch = collate(items, tokenizer.pad_token_id)
+    assert "pixel_values" not in batch and batch["has_image"].tolist() == [True, True, False, True, True]
+    assert batch["vision_patches"].shape == (5, 256, 64) and batch["vision_multilevel"].shape == (5, 256, 256)
+    assert not batch["vision_patches"][2].any() and not batch["vision_multilevel"][2].any()
+    assert torch.equal(batch["vision_patches"][0], batch["vision_patches"][4])  # one image, two records
+    with pytest.raises(ValueError, match="mixes cached image features and pixel_values"):
+        live = {k: v for k, v in items[1].items() if not k.startswith("vision_")}
+        collate([items[0], {**live, "pixel_values": torch.zeros(3, 64, 64)}], tokenizer.pad_token_id)
