@@ -63,8 +63,10 @@ def assert_same_training_state(got_run: Path, want_run: Path) -> None:
     # what the comparison must cover, so an empty section cannot pass by comparing nothing
     assert want["state_dict"] and want["optimizer_states"][0]["state"] and want["lr_schedulers"]
     diffs = checkpoint_differences(got, want, str(Path(got_run).resolve()), str(Path(want_run).resolve()))
-    assert not diffs, f"{len(diffs)} differences from the uninterrupted run, first ones:\n" + "\n".join(
-        diffs[:12]
+    sections = pd.Series([d.split("/")[1].split(":")[0] for d in diffs]).value_counts().to_dict()
+    assert not diffs, (
+        f"{len(diffs)} differences from the uninterrupted run (by section: {sections}), first ones:\n"
+        + "\n".join(diffs[:8])
     )
 
 
