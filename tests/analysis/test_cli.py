@@ -124,7 +124,7 @@ def test_accuracy_hint(reference_csv, tmp_path, capsys):
 
 @pytest.mark.parametrize("cmd", [[], ["table"], ["fit"], ["demo"], ["frontier"], ["compare"]])
 def test_help_is_complete(cmd, capsys):
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match="^0$") as exc:  # argparse's --help exits 0
         main([*cmd, "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
