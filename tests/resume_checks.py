@@ -104,7 +104,7 @@ def assert_same_final_record(got_run: Path, want_run: Path) -> None:
     got, want = (json.loads((Path(r) / "result.json").read_text()) for r in (got_run, want_run))
     assert got["status"] == want["status"] == "done"
     assert got["steps"] == want["steps"] and got["training_hash"] == want["training_hash"]
-    assert got["metrics"] == want["metrics"]
+    assert got["metrics"] == want["metrics"], f"metrics {got['metrics']} != {want['metrics']}"
     for predictions in sorted(Path(want_run).glob("eval/*.predictions.jsonl")):
         mine = Path(got_run) / "eval" / predictions.name
         assert mine.read_text() == predictions.read_text(), f"{predictions.name} differs"
