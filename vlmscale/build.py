@@ -25,7 +25,7 @@ from vlmscale.checkpoints import AtomicCheckpointIO
 from vlmscale.contract import to_plain
 from vlmscale.data.module import VLMDataModule
 from vlmscale.features import attach_features
-from vlmscale.launch import SaveOnInterrupt
+from vlmscale.launch import SaveOnInterrupt, StepSeededRNG
 from vlmscale.lit import VLMLightningModule
 
 log = logging.getLogger("vlmscale.build")
@@ -131,6 +131,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=every),
         SaveOnInterrupt(ckpt_dir / "last.ckpt"),
+        StepSeededRNG(int(cfg.seed)),  # dropout draws depend on the step alone: resume stays exact
         LearningRateMonitor(logging_interval="step"),
     ]
     return callbacks

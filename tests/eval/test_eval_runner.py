@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from tests.eval.rescore import rescored_error
 from vlmscale.data import decode
 from vlmscale.eval.runner import evaluate, generate_answers, summarize, update_result_json
 from vlmscale.eval.tasks import CATEGORIES, Sample, build_task
@@ -120,6 +121,8 @@ def test_evaluate_every_format_end_to_end(tiny, bench_root, tmp_path):
     per_task = {}
     for task in tasks:
         assert 0.0 <= metrics[f"error/{task.name}"] <= 1.0
+        # the error is what the task's scorer makes of the predictions on disk (not just what was returned)
+        assert metrics[f"error/{task.name}"] == pytest.approx(rescored_error(task, out)), task.name
         scores = json.loads((out / f"{task.name}.scores.json").read_text())
         assert scores["error"] == pytest.approx(metrics[f"error/{task.name}"])
         assert scores["category"] == task.category

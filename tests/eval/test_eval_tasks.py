@@ -234,7 +234,7 @@ def test_synthetic_split_by_record_category(bench_root):
 
 def test_missing_folder_error_names_task_layout_and_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("VLMSCALE_EVAL_DIR", raising=False)
-    with pytest.raises(BenchmarkNotFoundError) as err:
+    with pytest.raises(BenchmarkNotFoundError, match="'gqa'") as err:
         build_task("gqa", root=tmp_path / "nowhere").load()
     text = str(err.value)
     for needle in (

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from vlmscale.eval.tasks import TASKS
+from tests.eval.rescore import rescored_error
+from vlmscale.eval.tasks import TASKS, build_task
 from vlmscale.results import read_result
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -55,7 +56,9 @@ def test_trained_checkpoint_evaluates_on_every_format(bench_root, tmp_path):
     assert record["metrics"]["val/loss"] == trained["metrics"]["val/loss"]  # training metrics kept
     for name in tasks:
         assert 0.0 <= record["metrics"][f"error/{name}"] <= 1.0, name
-        assert (run_dir / "eval" / f"{name}.predictions.jsonl").exists()
+        # recomputed from the predictions file with the task's scorer (tests/eval/rescore.py)
+        task = build_task(name, **catalog[name])
+        assert record["metrics"][f"error/{name}"] == pytest.approx(rescored_error(task, run_dir / "eval"))
     for key in ("error/reasoning", "error/ocr", "error/avg"):
         assert record["metrics"][key] == pytest.approx(metrics[key])
     assert record["eval"]["scoring"] == {

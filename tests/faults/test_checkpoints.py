@@ -40,10 +40,10 @@ def test_a_write_cut_short_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch
 
     def dies_mid_write(obj, fh):
         fh.write(b"PK half a checkpoint")
-        raise KeyboardInterrupt  # stands in for the kill
+        raise KeyboardInterrupt("killed mid-write")  # stands in for the kill
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed mid-write"):
         save(tmp_path, 20)
     assert read_stamps(tmp_path / LAST)["global_step"] == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == [LAST]
@@ -90,7 +90,7 @@ def test_corrupt_without_a_good_previous_names_the_fix(tmp_path, keep_previous_c
         save(tmp_path, 20)
         corrupt(tmp_path / PREVIOUS)
     corrupt(tmp_path / LAST)
-    with pytest.raises(CorruptCheckpointError) as info:
+    with pytest.raises(CorruptCheckpointError, match="is not a readable checkpoint") as info:
         resumable_checkpoint(tmp_path)
     message = str(info.value)
     assert f"{tmp_path / LAST} is not a readable checkpoint" in message

@@ -125,14 +125,50 @@ def test_detach_query_controls_the_gradient_into_the_llm(prefix_batch, build):
     assert not torch.allclose(grads[True], grads[False])
 
 
-def test_gradient_checkpointing_gives_the_same_loss(prefix_batch, build):
-    vlm = build(query="prefix").train()
+def _loss_and_grads(vlm, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    vlm.zero_grad(set_to_none=True)
+    loss = vlm(**batch).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in vlm.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("query", ["prefix", "separate"])
+def test_gradient_checkpointing_recomputes_and_gives_the_same_gradients(
+    prefix_batch, build, query, tokenizer, enc
+):
+    """Checkpointing is really on (the flag is set and the decoder layers run again in the backward pass) and
+    changes nothing the optimiser sees: the same loss and the same, non-zero, parameter gradients."""
+    from vlmscale.lit import VLMLightningModule
+
+    vlm = build(query=query).train()
     vlm.llm.model.config.use_cache = False
-    cached = vlm(**prefix_batch).loss
-    vlm.llm.model.gradient_checkpointing_enable()
-    recomputed = vlm(**prefix_batch).loss  # caches are dropped under checkpointing: the prefix is re-run
-    torch.testing.assert_close(recomputed, cached, atol=1e-5, rtol=1e-5)
-    recomputed.backward()
+    batch = dict(prefix_batch)
+    if query == "separate":  # the question alone, for the second LLM pass
+        questions = ["what is the color ?", "how many ?", "is this red ?"]
+        batch["query_ids"], batch["query_attention_mask"] = enc(questions)
+    # A pre-hook inside the layer: transformers checkpoints a layer's forward (its own hooks run once either
+    # way), and the recompute stops once the last saved tensor is back (a post-hook may never run).
+    calls = []
+    mlp = vlm.llm.model.model.layers[0].mlp
+    mlp.register_forward_pre_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+
+    loss, grads = _loss_and_grads(vlm, batch)
+    plain_calls = len(calls)
+    # through the training module's switch (config key `gradient_checkpointing`), as a run turns it on
+    VLMLightningModule(vlm, tokenizer, stage="finetune", gradient_checkpointing=True)  # LLM still trains
+    assert all(layer.gradient_checkpointing for layer in vlm.llm.model.model.layers)
+    calls.clear()
+    ckpt_loss, ckpt_grads = _loss_and_grads(vlm, batch)
+    assert len(calls) > plain_calls, "no decoder layer ran again in the backward pass: nothing recomputed"
+
+    torch.testing.assert_close(ckpt_loss, loss, atol=1e-5, rtol=1e-5)
+    assert ckpt_grads.keys() == grads.keys()
+    assert any(n.startswith("llm.") for n in grads) and any(n.startswith("connector.") for n in grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(ckpt_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+    nonzero = {n for n, g in grads.items() if g.abs().sum() > 0}
+    assert any(n.startswith("llm.model.model.layers.") for n in nonzero), "the checkpointed layers' gradients"
+    assert any(n.startswith("connector.") for n in nonzero)
 
 
 def greedy_reference(vlm, tokenizer, prompt, pixel_values, steps):

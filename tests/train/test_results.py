@@ -112,7 +112,7 @@ def test_corrupt_result_is_named_and_not_done(tmp_path):
 
 def test_failed_serialisation_keeps_previous_file(tmp_path):
     write_json_atomic(tmp_path / "result.json", {"status": "done"})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not JSON serializable"):
         write_json_atomic(tmp_path / "result.json", {"status": object()})
     assert json.loads((tmp_path / "result.json").read_text()) == {"status": "done"}
     assert not list(tmp_path.glob(".*.tmp"))

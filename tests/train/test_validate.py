@@ -98,7 +98,7 @@ def test_llava_data_with_its_benchmarks_is_valid(tmp_path):
 
 
 def test_all_problems_in_one_message():
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError, match=r"^invalid config \(4 problem\(s\)\)") as info:
         validate_config(plain("visual_tokens=abc", "seed=abc", "optim.lr=-1", "trainer.max_steps=0"))
     message = str(info.value)
     assert message.startswith("invalid config (4 problem(s)):")
