@@ -13,7 +13,14 @@ pytestmark = pytest.mark.slow
 
 def test_failed_point_leaves_others_done_and_rerun_redoes_only_it(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["+sweep=tiny", *QUICK, "visual_tokens=1,4,50", "seed=0", "trainer.max_steps=3", f"hydra.sweep.dir={sweep}"]
+    args = [
+        "+sweep=tiny",
+        *QUICK,
+        "visual_tokens=1,4,50",
+        "seed=0",
+        "trainer.max_steps=3",
+        f"hydra.sweep.dir={sweep}",
+    ]
     first = run_cli(*args, check=False)
     assert first.returncode == 1, "a sweep with a failed point must exit non-zero"
     ok = [sweep / "llm=tiny-xs" / f"T={t}" / "seed=0" for t in (1, 4)]
