@@ -58,6 +58,7 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
         # Frozen parts loadable again by name need not fill checkpoints; randomly initialised ones must.
         reloadable_parts=reloadable_parts(cfg),
         config_hash=config_hash,
+        compile=bool(cfg.get("compile", False)),
     )
     return module, tokenizer
 
