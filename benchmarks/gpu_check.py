@@ -235,7 +235,7 @@ def step_flops(vlm, sizes: dict[str, Any]) -> dict[str, float]:
 def strategy_for(step: str):
     from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
-    if step == "train_ddp":
+    if not step.startswith("train_zero"):  # train_ddp and its variants
         return DDPStrategy()
     import yaml
 

@@ -43,9 +43,9 @@ def write_images(folder: Path, count: int, size: tuple[int, int], seed: int = 0)
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
     width, height = size
+    (folder / f"{width}x{height}").mkdir(parents=True, exist_ok=True)
+    names = []
     for i in range(count):
         top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
         ramp = np.linspace(0, 1, height)[:, None, None]
@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
 
         image_rows = [i for i, r in enumerate(data.records) if r.get("image")]
         print(
-            f"\nloading, {args.threads} torch thread(s) in the main process, batches of {args.micro_batch}:"
+            f"\nloading ({type(processor).__name__}), {args.threads} torch thread(s) in the main process, "
+            f"batches of {args.micro_batch}:"
         )
         rates = {}
         for name in sizes:

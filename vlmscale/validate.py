@@ -158,13 +158,6 @@ def _trainer(config: Mapping[str, Any]) -> list[str]:
             "trainer.max_steps=-1: the training stream is endless, so -1 trains forever; set a step count >= 1"
         ]
     problems = _int_at_least("trainer.max_steps", steps, 1, " (training is counted in optimiser steps)")
-    tower_dtype = _section(config, "vision").get("dtype")
-    if tower_dtype in ("bfloat16", "float16") and "mixed" not in str(trainer.get("precision", "32-true")):
-        problems.append(
-            f"vision.dtype={tower_dtype} with trainer.precision={trainer.get('precision', '32-true')}: a half-"
-            "precision tower's features reach the fp32 connector only under autocast; use "
-            "trainer.precision=bf16-mixed (the GPU configs) or vision.dtype=float32"
-        )
     for key in ("accumulate_grad_batches", "devices"):
         if _is_int(trainer.get(key)):
             problems += _int_at_least(f"trainer.{key}", trainer[key], 1)

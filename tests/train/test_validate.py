@@ -61,10 +61,6 @@ def test_shipped_configs_are_valid(overrides):
         ("loader.pin_memory=maybe", "loader.pin_memory='maybe': must be true, false or auto"),
         ("loader.prefetch_factor=0", "loader.prefetch_factor=0: must be an integer >= 1"),
         ("compile=yes", "compile='yes': must be true or false"),
-        (
-            "vision.dtype=bfloat16",
-            "vision.dtype=bfloat16 with trainer.precision=32-true: a half-precision tower",
-        ),
     ],
 )
 def test_each_bad_value_is_named(override, expected):
