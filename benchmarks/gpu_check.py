@@ -2,7 +2,16 @@
 
     scripts/gpu-check.sh                  # on a CUDA machine, < 5 minutes on one H100
     scripts/gpu-check.sh --tiny           # the same steps on CPU at tiny sizes (CI), well under a minute
-    scripts/gpu-check.sh --only prefill   # one step (train_ddp, train_zero2, train_zero3, prefill, pytest_gpu)
+    scripts/gpu-check.sh --only prefill   # some steps (the names in STEPS)
+
+Steps: `train_ddp` trains as vlmscale does by default (loss at answer positions only, fused AdamW, eager, fp32
+tower weights under bf16 autocast); `train_ddp_full_logits`, `train_ddp_foreach`, `train_ddp_compile` and
+`train_ddp_bf16_tower` each change one of those (the old loss, the foreach AdamW, torch.compile, a bf16 frozen
+tower), `train_zero2`/`train_zero3` run the default under DeepSpeed; on CUDA every training step also counts
+host-device syncs per step (3 steps under torch.cuda.set_sync_debug_mode("warn")) and where they come from.
+`loss_memory` runs benchmarks.loss_memory (peak memory and time of the loss, full logits vs answers only),
+`loader` times the LLaVA loading path with 0-8 workers on the machine's CPUs, `prefill` and `pytest_gpu` as
+before. All steps take longer than one 10-minute call; split them with --only (docs/GPU.md).
 
 Every step runs in its own subprocess with its own time limit, so a crash or a hang in one (say DeepSpeed)
 leaves the others' numbers; the JSON file ($OUT/gpu-check.json, else outputs/gpu-check.json, or --out) is
@@ -18,6 +27,8 @@ Model FLOPs per training step (MFU's numerator; matmuls only, 2 per multiply-add
                                                           parameters + the LM head, L: spliced sequence length)
   + 3 * B * projector_flops(T)                            compressor + MLP forward + backward
   + B * vision_flops + B * query_pass_flops               frozen tower and the no-grad question pass, forward only
+The LM head is counted at every position, the old path's work, so MFU compares variants as tokens/s does (the
+answer-only loss runs the head on the labelled half of the positions and gets the credit as speed).
 MFU = that / step time / the card's dense bf16 peak (H100/H200 SXM 989 TFLOP/s, H100 PCIe 756; override with
 VLMSCALE_PEAK_TFLOPS). `mfu_6n` is the conventional 6 * N_llm * tokens alone, for comparison.
 """
@@ -34,16 +45,36 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("train_ddp", "train_zero2", "train_zero3", "prefill", "pytest_gpu")
+# Training steps, each one change against train_ddp, which trains as vlmscale does by default: the loss at
+# answer positions only, AdamW's fused kernel, eager, the frozen tower's weights in fp32 under bf16 autocast.
+TRAIN_VARIANTS = {
+    "train_ddp": {},
+    "train_ddp_full_logits": {"loss": "full"},  # the old loss: fp32 logits at every position
+    "train_ddp_foreach": {"fused": False},  # AdamW's multi-tensor (foreach) path
+    "train_ddp_compile": {"compile": True},  # torch.compile of the LLM's layers and the connector
+    "train_ddp_bf16_tower": {"tower_dtype": "bfloat16"},  # the frozen tower's weights in bf16 (vision.dtype)
+    "train_zero2": {},
+    "train_zero3": {},
+}
+STEPS = (*TRAIN_VARIANTS, "prefill", "loss_memory", "loader", "pytest_gpu")
 # Wall-clock caps per step (seconds) on a GPU, within --budget; --tiny uses TINY_LIMIT for each.
-STEP_LIMITS = {"train_ddp": 90, "train_zero2": 90, "train_zero3": 90, "prefill": 60, "pytest_gpu": 200}
+STEP_LIMITS = {
+    **{name: 90 for name in TRAIN_VARIANTS},
+    "train_ddp_compile": 300,
+    "prefill": 60,
+    "loss_memory": 120,
+    "loader": 120,
+    "pytest_gpu": 200,
+}
 TINY_LIMIT = 120
 PROFILE_STEPS = 3  # --profile: extra steps after the timed ones, under torch.profiler (not in the timings)
+SYNC_STEPS = 3  # on CUDA: steps after the timed ones under torch.cuda.set_sync_debug_mode("warn"), counted
 
 
 def _shape(group: str, name: str) -> dict[str, Any]:
@@ -106,7 +137,9 @@ def peak_tflops(device_name: str) -> float | None:
 
 
 # -- the model and its inputs ------------------------------------------------------------------------------
-def build_model(sizes: dict[str, Any], visual_tokens: int, dtype: str, device: str = "cpu"):
+def build_model(
+    sizes: dict[str, Any], visual_tokens: int, dtype: str, device: str = "cpu", tower_dtype: str | None = None
+):
     """Tower + QueCC projector + LLM from the plain builders, randomly initialised directly on ``device``
     (a 0.8B model takes tens of seconds to initialise on a CPU), with the ids the random batches use."""
     import torch
@@ -116,7 +149,8 @@ def build_model(sizes: dict[str, Any], visual_tokens: int, dtype: str, device: s
     torch.manual_seed(0)
     with torch.device(device):
         # Random pixels go straight in: no image processor, so no Pillow needed on the GPU machine.
-        tower = build_vision_tower(**{**sizes["vision"], "dtype": dtype}, image_processor=False)
+        tower_kwargs = {**sizes["vision"], "dtype": tower_dtype or dtype}
+        tower = build_vision_tower(**tower_kwargs, image_processor=False)
         llm = build_llm(**{**sizes["llm"], "dtype": dtype})
         connector = build_quecc(tower, llm, visual_tokens).to(resolve_dtype(dtype))
     vocab = llm.model.get_input_embeddings().weight.shape[0]
@@ -201,7 +235,7 @@ def step_flops(vlm, sizes: dict[str, Any]) -> dict[str, float]:
 def strategy_for(step: str):
     from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
-    if step == "train_ddp":
+    if not step.startswith("train_zero"):  # train_ddp and its variants
         return DDPStrategy()
     import yaml
 
@@ -211,7 +245,7 @@ def strategy_for(step: str):
     return DeepSpeedStrategy(**kwargs)  # the project's own ZeRO settings
 
 
-def training_module(vlm):
+def training_module(vlm, fused: bool | None = None, compile: bool = False):
     """vlmscale's VLMLightningModule (stage finetune: projector + LLM train), or, where it cannot be imported
     (vlmscale.data needs Pillow), a bare module with the same trainable parts and AdamW, so the numbers come."""
     import lightning as L
@@ -224,10 +258,9 @@ def training_module(vlm):
     else:
         # Outside validation VLMLightningModule reads only eos_token_id / chat_template from the tokenizer.
         tokenizer = types.SimpleNamespace(eos_token_id=vlm.eos_token_id, chat_template=None)
-        optim = {"lr": 2e-5, "connector_lr": 1e-4, "warmup_ratio": 0.0}
-        return VLMLightningModule(
-            vlm, tokenizer, stage="finetune", optim=optim
-        ), "vlmscale.lit.VLMLightningModule"
+        optim = {"lr": 2e-5, "connector_lr": 1e-4, "warmup_ratio": 0.0, "fused": fused}
+        module = VLMLightningModule(vlm, tokenizer, stage="finetune", optim=optim, compile=compile)
+        return module, "vlmscale.lit.VLMLightningModule"
 
     class Finetune(L.LightningModule):
         def __init__(self) -> None:
@@ -267,23 +300,35 @@ def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
     from torch.utils.data import DataLoader, Dataset
 
     cuda = torch.cuda.is_available()
-    if step != "train_ddp":
+    variant = TRAIN_VARIANTS[step]
+    if step.startswith("train_zero"):
         if not cuda:
             return {"status": "skipped", "reason": "skipped: no CUDA (DeepSpeed needs a GPU)"}
         try:
             import deepspeed  # noqa: F401
         except ImportError as err:
             return {"status": "skipped", "reason": f"skipped: deepspeed not importable ({err})"}
+    if variant.get("compile") and not cuda:
+        return {
+            "status": "skipped",
+            "reason": "skipped: no CUDA (tests/train/test_lit_step.py compiles on a CPU)",
+        }
     sizes = shape(tiny)
-    vlm = build_model(sizes, sizes["visual_tokens"], "float32", device="cuda" if cuda else "cpu")
+    device = "cuda" if cuda else "cpu"
+    vlm = build_model(sizes, sizes["visual_tokens"], "float32", device, variant.get("tower_dtype"))
+    if variant.get("loss") == "full":
+        from benchmarks.loss_memory import full_logits_loss
+
+        vlm.llm.loss = partial(full_logits_loss, vlm.llm)  # the old path, for this step only
     flops = step_flops(vlm, sizes)
     steps, warmup = sizes["steps"], sizes["warmup_steps"]
+    sync_steps = SYNC_STEPS if cuda else 0
 
     pool = random_batches(vlm, sizes, 2 * sizes["batch"])  # cycled: data costs nothing next to the step
 
     class Samples(Dataset):
         def __len__(self) -> int:
-            return (steps + PROFILE_STEPS) * sizes["batch"]
+            return (steps + sync_steps + PROFILE_STEPS) * sizes["batch"]
 
         def __getitem__(self, index: int) -> dict[str, Any]:
             return pool[index % len(pool)]
@@ -293,28 +338,40 @@ def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
             self.ends: list[float] = []
             self.losses: list[float] = []
             self.profiler = None
+            self.syncs: list[warnings.WarningMessage] | None = None
+            self._capture = None
 
         def on_train_start(self, trainer, pl_module) -> None:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if profile and batch_idx == steps:
+            if batch_idx == steps and sync_steps:  # count host-device syncs: every one warns
+                self._capture = warnings.catch_warnings(record=True)
+                self.syncs = self._capture.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+            if profile and batch_idx == steps + sync_steps:
                 activities = [torch.profiler.ProfilerActivity.CPU]
                 activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
                 self.profiler = torch.profiler.profile(activities=activities)
                 self.profiler.__enter__()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if steps <= batch_idx < steps + sync_steps:  # no sync of our own while syncs are counted
+                if batch_idx == steps + sync_steps - 1:
+                    torch.cuda.set_sync_debug_mode(0)
+                    self._capture.__exit__(None, None, None)
+                return
             if cuda:
                 torch.cuda.synchronize()
             self.ends.append(time.perf_counter())
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.losses.append(float(loss))
-            if self.profiler is not None and batch_idx == steps + PROFILE_STEPS - 1:
+            if self.profiler is not None and batch_idx == steps + sync_steps + PROFILE_STEPS - 1:
                 self.profiler.__exit__(None, None, None)
 
-    module, module_kind = training_module(vlm)
+    module, module_kind = training_module(vlm, variant.get("fused"), bool(variant.get("compile")))
     workaround = None
     if step == "train_zero3":
         # QueCC's LocalCrossAttention reads k_proj/v_proj weights directly (not through their forward), so
@@ -332,7 +389,7 @@ def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
         devices=1,
         strategy=strategy_for(step),
         precision="bf16-mixed",
-        max_steps=steps + (PROFILE_STEPS if profile else 0),
+        max_steps=steps + sync_steps + (PROFILE_STEPS if profile else 0),
         limit_val_batches=0,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
@@ -351,6 +408,8 @@ def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
     durations = [b - a for a, b in zip(timed, timed[1:])]
     result: dict[str, Any] = {
         "status": "ok",
+        "variant": variant,
+        "optimizer": type(trainer.optimizers[0]).__name__ + str(_kernel(trainer.optimizers[0])),
         "module": module_kind,
         "zero3_workaround": workaround,
         "steps": len(clock.ends[:steps]),
@@ -369,6 +428,8 @@ def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
     }
     if clock.profiler is not None:
         result["profile_top_ops"] = top_ops(clock.profiler, cuda)
+    if clock.syncs is not None:
+        result.update(sync_report(clock.syncs, sync_steps))
     if cuda:
         peak = peak_tflops(torch.cuda.get_device_name())
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -381,6 +442,87 @@ def run_train(step: str, tiny: bool, profile: bool = False) -> dict[str, Any]:
         result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         result["mfu"] = None  # no meaningful peak for a CPU
     return result
+
+
+def _kernel(optimizer) -> dict[str, Any]:
+    """Which AdamW implementation runs (DeepSpeed wraps the optimiser: look inside)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    defaults = getattr(inner, "defaults", {})
+    return {k: defaults.get(k) for k in ("fused", "foreach") if k in defaults}
+
+
+def sync_report(caught: list, steps: int) -> dict[str, Any]:
+    """Host-device syncs per training step and where they come from (file:line of the Python caller)."""
+    places: dict[str, int] = {}
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            where = f"{Path(w.filename).name}:{w.lineno}"
+            places[where] = places.get(where, 0) + 1
+    ranked = sorted(places.items(), key=lambda item: -item[1])
+    return {
+        "syncs_per_step": sum(places.values()) / steps,
+        "sync_sources": [{"where": k, "per_step": v / steps} for k, v in ranked[:15]],
+    }
+
+
+def run_loss_memory(tiny: bool) -> dict[str, Any]:
+    """benchmarks.loss_memory on this machine: full logits against answer positions only, at the real shape
+    (bf16 autocast on CUDA, peak from torch.cuda; on a CPU the tiny shape and resident-set peaks)."""
+    import torch
+
+    from benchmarks.loss_memory import ANSWER_FRACTION, REAL, TINY, measure
+
+    cuda = torch.cuda.is_available()
+    sizes = TINY if tiny or not cuda else REAL
+    device = "cuda" if cuda else "cpu"
+    runs = {
+        v: measure(v, sizes, ANSWER_FRACTION, repeats=5 if cuda else 1, device=device) for v in ("old", "new")
+    }
+    for run in runs.values():
+        run.pop("grad_sample")
+    old, new = runs["old"], runs["new"]
+    return {
+        "status": "ok",
+        "sizes": sizes,
+        "device": device,
+        "answer_fraction": ANSWER_FRACTION,
+        "old": old,
+        "new": new,
+        "peak_ratio": new["peak_bytes"] / old["peak_bytes"] if old["peak_bytes"] > 0 else None,
+        "time_ratio": new["seconds"] / old["seconds"],
+        "loss_diff": abs(old["loss"] - new["loss"]),
+    }
+
+
+def run_loader(tiny: bool) -> dict[str, Any]:
+    """Items/s of the LLaVA loading path (JPEG decode, pad, CLIP preprocessing to 336, tokenising) through a
+    DataLoader with 0, 1, 4 and 8 workers on this machine's CPUs, from generated 640 x 480 JPEGs."""
+    import os
+    import tempfile
+
+    try:
+        from benchmarks.llava665k import sample_records
+        from benchmarks.padding import images_per_second, write_images, write_records
+        from vlmscale.data import LlavaDataset, load_tokenizer
+        from vlmscale.models.vision import default_image_processor
+    except ImportError as err:
+        return {"status": "skipped", "reason": f"skipped: the data pipeline is not importable ({err})"}
+    count, workers = (48, [0, 1]) if tiny else (512, [0, 1, 4, 8])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        records = [r for r in sample_records(4 * count, seed=0) if r.image][:count]
+        write_records(root / "data.json", records, write_images(root, 32, (640, 480)))
+        tokenizer = load_tokenizer(None, os.environ.get("VLMSCALE_CACHE", tmp))
+        dataset = LlavaDataset(
+            root / "data.json", root, tokenizer, default_image_processor("clip", 336), check_images=False
+        )
+        rates = {str(w): images_per_second(dataset, list(range(len(dataset))), w, 16) for w in workers}
+    return {
+        "status": "ok",
+        "cpus": os.cpu_count(),
+        "items_per_s": rates,
+        "per_worker": {w: r / max(int(w), 1) for w, r in rates.items()},
+    }
 
 
 def run_prefill(tiny: bool) -> dict[str, Any]:
@@ -497,6 +639,10 @@ def run_step(step: str, tiny: bool, limit: float, profile: bool = False) -> dict
         return run_prefill(tiny)
     if step == "pytest_gpu":
         return run_pytest(limit)
+    if step == "loss_memory":
+        return run_loss_memory(tiny)
+    if step == "loader":
+        return run_loader(tiny)
     return run_train(step, tiny, profile)
 
 
@@ -531,10 +677,20 @@ def summary_line(step: str, result: dict[str, Any]) -> str:
         mem = result.get("peak_memory_gib", result.get("peak_rss_gib"))
         mfu = result.get("mfu")
         mfu_text = f"MFU {100 * mfu:.1f}% (6N-only {100 * result['mfu_6n']:.1f}%)" if mfu else "MFU n/a"
+        syncs = f", {result['syncs_per_step']:.1f} syncs/step" if "syncs_per_step" in result else ""
         return (
             f"{step}: {result['tokens_per_s']:.0f} tokens/s, {result['step_seconds'] * 1e3:.1f} ms/step, "
             f"peak memory {mem:.2f} GiB, {mfu_text}, loss {result['loss_first']:.3f} -> {result['loss_last']:.3f}"
+            f"{syncs}"
         )
+    if step == "loss_memory":
+        return (
+            f"loss_memory ({result['device']}): answers-only / full logits peak {result['peak_ratio']:.3f}, "
+            f"time {result['time_ratio']:.3f}, |loss diff| {result['loss_diff']:.1e}"
+        )
+    if step == "loader":
+        rates = ", ".join(f"{w} workers {r:.0f}/s" for w, r in result["items_per_s"].items())
+        return f"loader ({result['cpus']} CPUs): {rates}"
     if step == "prefill":
         speed = ", ".join(f"batch {b}: {s:.2f}x" for b, s in result["speedup_by_batch"].items())
         return (
@@ -568,7 +724,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         floor = 120 if step == "pytest_gpu" else 30  # the tests run last; they get at least this much
         limit = max(min(cap, deadline - time.monotonic()), floor)
         started = time.monotonic()
-        if args.tiny and step in ("train_zero2", "train_zero3") and not report["environment"]["cuda"]:
+        if args.tiny and step.startswith("train_zero") and not report["environment"]["cuda"]:
             result = {"status": "skipped", "reason": "skipped: no CUDA (DeepSpeed needs a GPU)"}
         else:
             result = _run_worker(step, args.tiny, limit, out, env, args.profile)

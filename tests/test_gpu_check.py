@@ -19,13 +19,25 @@ def test_gpu_check_tiny_writes_every_step_to_the_json(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "gpu-check.json").read_text())
     assert report["mode"] == "tiny" and "mfu_formula" in report
     steps = report["steps"]
-    assert set(steps) == {"train_ddp", "train_zero2", "train_zero3", "prefill", "pytest_gpu"}
+    assert set(steps) == {
+        "train_ddp",
+        "train_ddp_full_logits",
+        "train_ddp_foreach",
+        "train_ddp_compile",
+        "train_ddp_bf16_tower",
+        "train_zero2",
+        "train_zero3",
+        "prefill",
+        "loss_memory",
+        "loader",
+        "pytest_gpu",
+    }
 
     train = steps["train_ddp"]
     assert train["status"] == "ok" and train["steps"] == 6
@@ -33,6 +45,26 @@ def test_gpu_check_tiny_writes_every_step_to_the_json(tmp_path):
     assert train["tokens_per_step"] == train["batch"] * train["seq_len"]
     median, fastest, slowest = train["step_seconds_median_min_max"]
     assert 0 < fastest <= median <= slowest and "profile_top_ops" not in train  # profiling is opt-in
+
+    # one change each against train_ddp; compile is timed on a GPU only (tests/train/test_lit_step.py on CPU)
+    for name, change in (
+        ("train_ddp_full_logits", {"loss": "full"}),
+        ("train_ddp_foreach", {"fused": False}),
+        ("train_ddp_bf16_tower", {"tower_dtype": "bfloat16"}),
+    ):
+        assert steps[name]["status"] == "ok" and steps[name]["variant"] == change, name
+        assert steps[name]["loss_first"] == pytest.approx(train["loss_first"], rel=0.05), name
+    assert train["variant"] == {} and "foreach" in train["optimizer"]  # CPU: the foreach AdamW
+    assert "'foreach': True" in steps["train_ddp_foreach"]["optimizer"]
+    if not report["environment"]["cuda"]:
+        assert steps["train_ddp_compile"]["status"] == "skipped"
+
+    memory = steps["loss_memory"]
+    assert memory["status"] == "ok" and memory["loss_diff"] < 1e-5
+    assert memory["new"]["answer_positions"] < memory["old"]["positions"]
+    loader = steps["loader"]
+    assert loader["status"] == "ok" and set(loader["items_per_s"]) == {"0", "1"}
+    assert all(rate > 0 for rate in loader["items_per_s"].values())
 
     for name in ("train_zero2", "train_zero3"):
         if report["environment"]["cuda"]:

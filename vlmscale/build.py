@@ -23,9 +23,14 @@ from omegaconf import DictConfig
 from vlmscale.assemble import build_model, reloadable_parts
 from vlmscale.checkpoints import AtomicCheckpointIO
 from vlmscale.contract import to_plain
+<<<<<<< HEAD
 from vlmscale.data.module import VLMDataModule
 from vlmscale.features import attach_features
 from vlmscale.launch import SaveOnInterrupt, StepSeededRNG
+=======
+from vlmscale.data.module import SAMPLER_KEYS, VLMDataModule, loader_settings
+from vlmscale.launch import SaveOnInterrupt
+>>>>>>> perf
 from vlmscale.lit import VLMLightningModule
 
 log = logging.getLogger("vlmscale.build")
@@ -59,6 +64,7 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
         # Frozen parts loadable again by name need not fill checkpoints; randomly initialised ones must.
         reloadable_parts=reloadable_parts(cfg),
         config_hash=config_hash,
+        compile=bool(cfg.get("compile", False)),
     )
     return module, tokenizer
 
@@ -66,8 +72,11 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
 def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule:
     from vlmscale.data import build_datasets, collate
 
+    data = to_plain(cfg.data)
+    # The data group also says how its training split is batched (LLaVA groups its finetune mix by length).
+    sampler = {key: data.pop(key) for key in SAMPLER_KEYS if key in data}
     datasets = build_datasets(
-        tokenizer, vlm.vision.image_processor, question_first=vlm.question_first, **to_plain(cfg.data)
+        tokenizer, vlm.vision.image_processor, question_first=vlm.question_first, **data
     )
     # A frozen tower's output comes from the feature cache (vision.feature_cache): items carry it, no image
     attach_features(to_plain(cfg), vlm.vision, vlm.connector.needs_multilevel, datasets)
@@ -78,8 +87,9 @@ def build_datamodule(cfg: DictConfig, tokenizer: Any, vlm: Any) -> VLMDataModule
         collate_fn=partial(collate, pad_token_id=tokenizer.pad_token_id, image_size=image_size),
         batch_size=loader.get("batch_size", 16),
         eval_batch_size=loader.get("eval_batch_size"),
-        num_workers=loader.get("num_workers", 0),
         seed=int(cfg.seed),
+        group_by_length=bool(sampler.get("group_by_length", False)),
+        loader_kwargs=loader_settings(loader, str(cfg.trainer.get("accelerator", "cpu"))),
     )
 
 

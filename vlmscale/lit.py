@@ -11,6 +11,7 @@ Stages (LLaVA's recipe):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Mapping
@@ -38,6 +39,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.0
+    fused: bool | None = (
+        None  # AdamW's fused kernel; None: fused when every parameter is on CUDA, else foreach
+    )
 
 
 @dataclass
@@ -68,6 +72,7 @@ class VLMLightningModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         reloadable_parts: tuple[str, ...] = (),
         config_hash: str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.reloadable_parts = tuple(reloadable_parts)
@@ -83,6 +88,13 @@ class VLMLightningModule(L.LightningModule):
         self._set_trainable(trainable_parts(stage) + (("vision",) if tower_trains else ()))
         if gradient_checkpointing:
             self.vlm.llm.model.gradient_checkpointing_enable()
+        if compile:
+            compile_llm_and_connector(self.vlm)
+        self.compiled = compile
+        # The first non-finite training loss (its step, its value), kept on the loss's device: noting it
+        # costs no host-device sync; it is read every log_every_n_steps, before a checkpoint and at the end.
+        self._nonfinite: torch.Tensor | None = None
+        self._steps_since_check = 0
         self._eval_counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._stop_ids = stop_token_ids(tokenizer)  # eos and end-of-turn (e.g. <|im_end|>), as in eval
         self.last_validated_step = -1
@@ -124,14 +136,39 @@ class VLMLightningModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self._forward(batch).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss.item()} at step {self.global_step}; lower optim.lr, enable "
-                "trainer.gradient_clip_val, or use 32-bit precision (trainer.precision=32-true)"
-            )
+        self._note_nonfinite(loss.detach())
         bs = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
+
+    # -- a non-finite loss, found without a host-device sync per step -------------------------------------
+    def _note_nonfinite(self, loss: torch.Tensor) -> None:
+        if self._nonfinite is None or self._nonfinite.device != loss.device:
+            self._nonfinite = torch.full((2,), -1.0, dtype=torch.float64, device=loss.device)
+        first = (self._nonfinite[0] < 0) & ~torch.isfinite(loss)
+        step = torch.where(first, float(self.global_step), self._nonfinite[0])  # a scalar: no copy to the GPU
+        self._nonfinite = torch.stack([step, torch.where(first, loss.double(), self._nonfinite[1])])
+
+    def check_finite(self) -> None:
+        """Raise if a training loss so far was nan/inf (one sync: call it every few steps, not every step)."""
+        if self._nonfinite is None:
+            return
+        step, value = self._nonfinite.tolist()
+        if step >= 0:
+            raise FloatingPointError(
+                f"training loss became {value} at step {int(step)} (noticed at step {self.global_step}); lower "
+                "optim.lr, enable trainer.gradient_clip_val, or use 32-bit precision (trainer.precision=32-true)"
+            )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._steps_since_check += 1
+        every = self.trainer.log_every_n_steps * self.trainer.accumulate_grad_batches
+        if self._steps_since_check >= every:  # the loss is logged (read back) at this cadence anyway
+            self._steps_since_check = 0
+            self.check_finite()
+
+    def on_train_end(self) -> None:
+        self.check_finite()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         bs = batch["input_ids"].shape[0]
@@ -147,12 +184,16 @@ class VLMLightningModule(L.LightningModule):
 
     @torch.no_grad()
     def generate_answers(self, batch: Mapping[str, Any]) -> list[str]:
-        tokens = self.vlm.generate(
-            prompt_ids=batch["prompt_ids"],
-            prompt_attention_mask=batch["prompt_attention_mask"],
-            max_new_tokens=self.eval_cfg.max_new_tokens,
-            **self._image_inputs(batch),
-        )
+        # Compiled layers run eager here: decoding one token at a time over a growing KV cache would
+        # recompile them for shapes that training never sees.
+        eager = self.compiled and hasattr(torch.compiler, "set_stance")
+        with torch.compiler.set_stance("force_eager") if eager else contextlib.nullcontext():
+            tokens = self.vlm.generate(
+                prompt_ids=batch["prompt_ids"],
+                prompt_attention_mask=batch["prompt_attention_mask"],
+                max_new_tokens=self.eval_cfg.max_new_tokens,
+                **self._image_inputs(batch),
+            )
         return decode(tokens, self.tokenizer, self._stop_ids)
 
     def on_validation_epoch_start(self) -> None:
@@ -188,7 +229,11 @@ class VLMLightningModule(L.LightningModule):
             groups.append({"params": other_params, "lr": cfg.lr, "name": "llm"})
         if not groups:
             raise ValueError(f"stage {self.stage!r} leaves nothing to train")
-        optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        fused = cfg.fused
+        if fused is None:  # one fused kernel per step on a GPU; the multi-tensor (foreach) path elsewhere
+            fused = all(p.is_cuda for group in groups for p in group["params"])
+        kernel = {"fused": True} if fused else {"foreach": True}
+        optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kernel)
         total = max(int(total_steps), 1)
         warmup = int(math.ceil(cfg.warmup_ratio * total))
         schedule = partial(_warmup_cosine, warmup=warmup, total=total, floor=cfg.min_lr_ratio)
@@ -214,6 +259,7 @@ class VLMLightningModule(L.LightningModule):
     # Frozen weights that are loaded by name again (pretrained LLM / tower) stay out of checkpoints;
     # randomly initialised tiny parts must be kept, or a resumed run would rebuild different weights.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite()  # never write weights a nan/inf step has already spoilt
         frozen = frozen_state_keys(self.vlm, self.reloadable_parts)
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint["vlmscale_stage"] = self.stage
@@ -228,6 +274,17 @@ class VLMLightningModule(L.LightningModule):
         checkpoint["state_dict"] = current
 
 
+def compile_llm_and_connector(vlm: torch.nn.Module) -> None:
+    """torch.compile each LLM decoder layer and the connector, in place (``nn.Module.compile``: parameter
+    names, checkpoints and the optimiser see the same modules). Per layer, as large-model trainers do: all
+    layers share one compiled graph, and DDP wraps the model as before. The first changes of the sequence
+    length recompile once with dynamic shapes; generation runs eager (see ``generate_answers``)."""
+    decoder = vlm.llm.decoder
+    for layer in getattr(decoder, "layers", [decoder]):
+        layer.compile()
+    vlm.connector.compile()
+
+
 def _warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -235,4 +292,4 @@ def _warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-__all__ = ["EvalConfig", "OptimConfig", "VLMLightningModule", "trainable_parts"]
+__all__ = ["EvalConfig", "OptimConfig", "VLMLightningModule", "compile_llm_and_connector", "trainable_parts"]

@@ -49,6 +49,11 @@ NON_SEMANTIC_KEYS = frozenset(
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",
         "trainer.log_every_n_steps",
+        # how fast, not what: the loader's processes and buffers, and compiled kernels for the same model
+        "compile",
+        "loader.num_workers",
+        "loader.pin_memory",
+        "loader.prefetch_factor",
     }
 )
 

@@ -110,6 +110,8 @@ def _top_level(config: Mapping[str, Any]) -> list[str]:
         problems.append(f"init_from={init_from!r}: no such checkpoint")
     every = _section(config, "checkpoint").get("every_n_train_steps", 1)
     problems += _int_at_least("checkpoint.every_n_train_steps", every, 1)
+    if config.get("compile", False) not in (True, False):
+        problems.append(f"compile={config['compile']!r}: must be true or false")
     return problems
 
 
@@ -192,8 +194,12 @@ def _loader(config: Mapping[str, Any]) -> list[str]:
     for key in ("batch_size", "eval_batch_size"):
         if loader.get(key) is not None:
             problems += _int_at_least(f"loader.{key}", loader[key], 1)
-    if "num_workers" in loader:
-        problems += _int_at_least("loader.num_workers", loader["num_workers"], 0)
+    if loader.get("num_workers", "auto") != "auto":
+        problems += _int_at_least("loader.num_workers", loader["num_workers"], 0, " (or auto)")
+    if loader.get("prefetch_factor") is not None:
+        problems += _int_at_least("loader.prefetch_factor", loader["prefetch_factor"], 1)
+    if loader.get("pin_memory", "auto") not in ("auto", True, False):
+        problems.append(f"loader.pin_memory={loader['pin_memory']!r}: must be true, false or auto")
     return problems
 
 

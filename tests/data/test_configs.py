@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 
 from vlmscale.contract import default_cache_dir
 from vlmscale.data import build_datasets
+from vlmscale.data.module import SAMPLER_KEYS
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 PARAMS = set(inspect.signature(build_datasets).parameters) - {"tokenizer", "image_processor"}
@@ -23,7 +24,7 @@ def test_data_config_keys_are_builder_kwargs(name, monkeypatch):
     monkeypatch.setenv("LLAVA_DATA_DIR", "/data/llava")
     monkeypatch.delenv("VLMSCALE_CACHE", raising=False)
     cfg = OmegaConf.to_container(data_config(name), resolve=True)
-    assert set(cfg) <= PARAMS, set(cfg) - PARAMS
+    assert set(cfg) <= PARAMS | SAMPLER_KEYS, set(cfg) - PARAMS - SAMPLER_KEYS  # + how train is batched
     assert cfg["name"] == name and Path(cfg["cache_dir"]).expanduser() == default_cache_dir()
     if cfg["source"] == "llava":
         assert cfg["splits"]["train"]["data_path"].startswith("/data/llava/")

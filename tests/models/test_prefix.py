@@ -72,7 +72,7 @@ def row_alone(vlm, tokenizer, ids, pixel_values):
 def test_two_part_forward_equals_one_plain_forward(tokenizer, prefix_batch, build):
     vlm = build(query="prefix").eval()
     with torch.no_grad():
-        out = vlm(**prefix_batch)
+        out = vlm(**prefix_batch, return_logits=True)
         for i in range(3):
             real = prefix_batch["attention_mask"][i].bool()
             has_image = bool(prefix_batch["has_image"][i])
@@ -88,8 +88,8 @@ def test_two_part_forward_equals_one_plain_forward(tokenizer, prefix_batch, buil
 def test_prefix_loss_matches_the_plain_forwards_loss(prefix_batch, build):
     vlm = build(query="prefix").eval()
     with torch.no_grad():
-        out = vlm(**prefix_batch)
-        plain = vlm.llm.loss(out.logits, out.labels)
+        out = vlm(**prefix_batch, return_logits=True)
+        plain = vlm.llm.model.loss_function(out.logits, out.labels, vocab_size=out.logits.shape[-1])
         torch.testing.assert_close(out.loss, plain)
         manual = torch.nn.functional.cross_entropy(
             out.logits[:, :-1].flatten(0, 1), out.labels[:, 1:].flatten(), ignore_index=-100
@@ -203,7 +203,7 @@ def test_query_free_compressors_only_reorder(prefix_batch, compressor, t, build)
     prefix = build(compressor, t, query="prefix").eval()
     assert prefix.question_first and not separate.question_first
     with torch.no_grad():
-        a, b = separate(**prefix_batch), prefix(**prefix_batch)
+        a, b = separate(**prefix_batch, return_logits=True), prefix(**prefix_batch, return_logits=True)
     torch.testing.assert_close(a.logits, b.logits)
     torch.testing.assert_close(a.loss, b.loss)
 

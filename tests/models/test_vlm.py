@@ -19,7 +19,8 @@ ARGS = (
 
 
 def run(vlm, batch, **over):
-    b = {k: batch[k] for k in ARGS} | over
+    """The forward with its full logits too (training asks for the loss alone)."""
+    b = {k: batch[k] for k in ARGS} | {"return_logits": True} | over
     return vlm(**b)
 
 
@@ -88,7 +89,7 @@ def test_padding_in_a_batch_changes_nothing(tiny, batch):
             one = {
                 k: (v[:, :n] if k in ("input_ids", "attention_mask", "labels") else v) for k, v in one.items()
             }
-            alone = vlm(**one)
+            alone = vlm(**one, return_logits=True)
             real = full.attention_mask[i].bool()
             torch.testing.assert_close(full.logits[i][real], alone.logits[0], atol=1e-4, rtol=1e-4)
 

@@ -42,7 +42,7 @@ def test_features_give_the_pixels_loss_gradients_and_generations(
     gen_inputs = {k: inputs[k] for k in ("query_ids", "query_attention_mask", "has_image")}
     gen_inputs |= {"prompt_ids": prompt_ids, "prompt_attention_mask": prompt_mask, "max_new_tokens": 3}
 
-    live = vlm(batch["pixel_values"], **inputs)
+    live = vlm(batch["pixel_values"], **inputs, return_logits=True)
     live.loss.backward()
     live_grads = [p.grad.clone() for p in vlm.connector.parameters()]
     live_tokens = vlm.generate(batch["pixel_values"], **gen_inputs)
@@ -50,7 +50,7 @@ def test_features_give_the_pixels_loss_gradients_and_generations(
 
     features = frozen_features(vlm, batch["pixel_values"])
     no_tower()
-    cached = vlm(None, **inputs, features=features)
+    cached = vlm(None, **inputs, features=features, return_logits=True)
     cached.loss.backward()
     assert torch.equal(cached.loss, live.loss) and torch.equal(cached.logits, live.logits)
     assert all(torch.equal(p.grad, g) for p, g in zip(vlm.connector.parameters(), live_grads))

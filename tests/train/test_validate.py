@@ -23,6 +23,7 @@ def plain(*overrides: str) -> dict:
         ("llm=tiny-xs", "visual_tokens=1"),
         ("projector=avgpool", "visual_tokens=64"),
         ("visual_tokens=256",),
+        ("trainer=gpu", "trainer.devices=1", "vision.dtype=bfloat16", "compile=true", "loader.num_workers=4"),
     ],
 )
 def test_shipped_configs_are_valid(overrides):
@@ -56,6 +57,10 @@ def test_shipped_configs_are_valid(overrides):
         ("eval.tasks=[nope]", "eval.tasks: unknown task 'nope'; known tasks:"),
         ("eval.limit=0", "eval.limit=0: must be an integer >= 1"),
         ("data.on_missing_image=ignore", "data.on_missing_image='ignore': must be one of error, skip"),
+        ("loader.num_workers=-1", "loader.num_workers=-1: must be an integer >= 0 (or auto)"),
+        ("loader.pin_memory=maybe", "loader.pin_memory='maybe': must be true, false or auto"),
+        ("loader.prefetch_factor=0", "loader.prefetch_factor=0: must be an integer >= 1"),
+        ("compile=yes", "compile='yes': must be true or false"),
     ],
 )
 def test_each_bad_value_is_named(override, expected):

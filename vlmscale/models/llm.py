@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vlmscale.contract import IGNORE_INDEX, to_plain
 
@@ -144,6 +145,9 @@ def split_at_image(
 class LanguageModel(nn.Module):
     """Holds the HF causal LM as ``.model``."""
 
+    # Answer positions per LM-head chunk in :meth:`loss`: 1024 x 151936 fp32 logits are 0.6 GB.
+    loss_chunk_size: int = 1024
+
     def __init__(self, model: nn.Module, name: str = "") -> None:
         super().__init__()
         self.model = model
@@ -226,9 +230,37 @@ class LanguageModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings()(hidden)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The HF model's own causal-LM loss (shifted by one, IGNORE_INDEX skipped)."""
-        return self.model.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1])
+    def loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over the answer tokens, from final hidden states [B, L, D].
+
+        Position i predicts labels[i + 1] (HF's shift), so only the hidden states whose NEXT label is not
+        IGNORE_INDEX reach the LM head: the full [B, L, vocab] logits (5 GB in fp32 for Qwen1.5's 151936-word
+        vocabulary at 16 x 511) are never built. Above ``loss_chunk_size`` answer positions the head and the
+        cross-entropy run per chunk under activation checkpointing, so backward recomputes one chunk's logits
+        at a time instead of keeping them all. Equal to HF's loss over the full logits; a batch without any
+        answer token gives 0 (HF: nan).
+        """
+        targets = labels[:, 1:]
+        answer = targets != IGNORE_INDEX
+        hidden, targets = hidden[:, :-1][answer], targets[answer]  # [N, D], [N]
+        count = targets.numel()
+        if count == 0:
+            return hidden.sum() * 0.0  # keeps the graph (and DDP's every-parameter bookkeeping) intact
+        chunk = self.loss_chunk_size
+        recompute = count > chunk and torch.is_grad_enabled() and hidden.requires_grad
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, count, chunk):
+            part = (hidden[start : start + chunk], targets[start : start + chunk])
+            if recompute:
+                total = total + checkpoint(self._summed_cross_entropy, *part, use_reentrant=False)
+            else:
+                total = total + self._summed_cross_entropy(*part)
+        return total / count
+
+    def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # The head is called as a module (not its weight directly): ZeRO-3 gathers its weight in its forward.
+        logits = self.logits(hidden).float()  # fp32 softmax, as HF's loss upcasts
+        return nn.functional.cross_entropy(logits, targets, reduction="sum")
 
     def query_features(
         self, query_ids: torch.Tensor, query_attention_mask: torch.Tensor | None = None, grad: bool = False

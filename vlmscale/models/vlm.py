@@ -32,8 +32,8 @@ from .vision import VisionFeatures, VisionTower, build_vision_tower
 
 @dataclass
 class VLMOutput:
-    loss: torch.Tensor | None
-    logits: torch.Tensor  # [B, L', vocab] over the spliced sequence
+    loss: torch.Tensor | None  # mean cross-entropy over the answer tokens (LanguageModel.loss)
+    logits: torch.Tensor | None  # [B, L', vocab] over the spliced sequence; only when asked (return_logits)
     labels: torch.Tensor | None  # [B, L'] aligned with logits (visual tokens and padding are -100)
     attention_mask: torch.Tensor  # [B, L']
 
@@ -171,10 +171,15 @@ class VisionLanguageModel(nn.Module):
         query_attention_mask: torch.Tensor | None = None,
         has_image: torch.Tensor | None = None,
         features: VisionFeatures | None = None,
+        return_logits: bool | None = None,
     ) -> VLMOutput:
+        """The loss over answer tokens (with ``labels``); the full logits only with ``return_logits=True``
+        (default: only when there are no labels), since training never needs the [B, L', vocab] tensor."""
+        if return_logits is None:
+            return_logits = labels is None
         if self._cached_prefix:
             return self._two_part_forward(
-                pixel_values, input_ids, attention_mask, labels, has_image, features
+                pixel_values, input_ids, attention_mask, labels, has_image, return_logits, features
             )
         spliced = self._splice(
             pixel_values,
@@ -187,13 +192,16 @@ class VisionLanguageModel(nn.Module):
             "right",
             features,
         )
-        out = self.llm(
-            inputs_embeds=spliced.inputs_embeds,
-            attention_mask=spliced.attention_mask,
-            position_ids=spliced.position_ids,
-            labels=spliced.labels,
-        )
-        return VLMOutput(out.loss, out.logits, spliced.labels, spliced.attention_mask)
+        hidden = self.llm.hidden_states(spliced.inputs_embeds, spliced.attention_mask, spliced.position_ids)
+        return self._output(hidden, spliced.labels, spliced.attention_mask, return_logits)
+
+    def _output(
+        self, hidden: torch.Tensor, labels: torch.Tensor | None, mask: torch.Tensor, return_logits: bool
+    ) -> VLMOutput:
+        """Loss at the answer positions only (both query modes), logits when asked."""
+        loss = None if labels is None else self.llm.loss(hidden, labels)
+        logits = self.llm.logits(hidden) if return_logits else None
+        return VLMOutput(loss, logits, labels, mask)
 
     @torch.no_grad()
     def generate(
@@ -327,12 +335,12 @@ class VisionLanguageModel(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None,
         has_image: torch.Tensor | None,
+        return_logits: bool,
         features: VisionFeatures | None = None,
     ) -> VLMOutput:
         parts = self._split(pixel_values, input_ids, attention_mask, labels, has_image, "right", features)
-        logits = self.llm.logits(self._two_part_hidden(pixel_values, parts, features=features))
-        loss = None if parts.labels is None else self.llm.loss(logits, parts.labels)
-        return VLMOutput(loss, logits, parts.labels, parts.attention_mask)
+        hidden = self._two_part_hidden(pixel_values, parts, features=features)
+        return self._output(hidden, parts.labels, parts.attention_mask, return_logits)
 
     def accounting(self, text_tokens: float, query_tokens: float | None = None) -> dict[str, Any]:
         """N, T, Q and inference FLOPs (the paper's 2N(Q+T) and a fuller count); see :mod:`vlmscale.flops`."""
