@@ -23,14 +23,9 @@ from omegaconf import DictConfig
 from vlmscale.assemble import build_model, reloadable_parts
 from vlmscale.checkpoints import AtomicCheckpointIO
 from vlmscale.contract import to_plain
-<<<<<<< HEAD
-from vlmscale.data.module import VLMDataModule
+from vlmscale.data.module import SAMPLER_KEYS, VLMDataModule, loader_settings
 from vlmscale.features import attach_features
 from vlmscale.launch import SaveOnInterrupt, StepSeededRNG
-=======
-from vlmscale.data.module import SAMPLER_KEYS, VLMDataModule, loader_settings
-from vlmscale.launch import SaveOnInterrupt
->>>>>>> perf
 from vlmscale.lit import VLMLightningModule
 
 log = logging.getLogger("vlmscale.build")
