@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from vlmscale.contract import default_cache_dir
+from vlmscale.data.module import loader_settings
 from vlmscale.features.policy import disk_allows, estimate_bytes, tower_allows
 from vlmscale.features.store import (
     SplitFeatures,
@@ -110,7 +111,8 @@ def prepare_features(
         if not disk_allows(mode, needed, cache_dir, sizes, required):
             return None
     progress = bool(data.get("progress", True)) if progress is None else progress
-    workers = int((cfg.get("loader") or {}).get("num_workers", 0))
+    accelerator = str((cfg.get("trainer") or {}).get("accelerator", "cpu"))
+    workers = loader_settings(cfg.get("loader") or {}, accelerator)["num_workers"]
     folder = ensure_entry(
         cache_dir, params, images, tower, processor, aspect_ratio, progress=progress, workers=workers
     )
