@@ -136,7 +136,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     plugins: list[Any] = []
     if "DeepSpeed" not in str((cfg.trainer.get("strategy") or {}).get("_target_", "")):
-        plugins.append(AtomicCheckpointIO())  # DeepSpeed writes its own sharded folders
+        # DeepSpeed writes its own sharded folders
+        plugins.append(AtomicCheckpointIO(keep_previous=cfg.checkpoint.get("keep_previous", "auto")))
     if SLURMEnvironment.detect():
         # submitit owns requeueing (vlmscale/launch.py); Lightning's would fight it.
         plugins.append(SLURMEnvironment(auto_requeue=False))
