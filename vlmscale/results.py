@@ -48,6 +48,10 @@ NON_SEMANTIC_KEYS = frozenset(
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",
         "trainer.log_every_n_steps",
+        # what the job runs on and how trainer=auto chose: their effect is in trainer.*, loader.* and llm.dtype
+        "cluster",
+        "global_batch",
+        "checkpoint.keep_previous",
     }
 )
 

@@ -23,6 +23,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import vlmscale.resolvers  # noqa: F401  (the ${vlmscale.auto:...} keys resolve in the job's process too)
 from vlmscale.assemble import check_config, resume_checkpoint
 from vlmscale.contract import to_plain
 from vlmscale.results import (
@@ -194,6 +195,7 @@ def train_and_evaluate(
         log.info("training is complete in %s (step %d): evaluating it again, no retraining", ckpt_path, step)
     elif ckpt_path:
         log.info("resuming from %s (step %d)", ckpt_path, step)
+    fit_started = time.time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
@@ -203,6 +205,8 @@ def train_and_evaluate(
             "stopped by SIGTERM at step %d; run the same command again to resume", trainer.global_step
         )
         raise SystemExit(143) from None
+    # This attempt's fit: its time and its steps (python -m vlmscale.plan compares its estimate with them).
+    fit = {"train_seconds": time.time() - fit_started, "train_steps": int(trainer.global_step) - step}
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
     if trainer.global_step < max_steps:
@@ -225,7 +229,13 @@ def train_and_evaluate(
         datamodule.datasets.get("test") or datamodule.datasets["val"]
     )
     accounting = module.vlm.accounting(text_tokens, query_tokens=query_tokens)
-    return {**accounting, "metrics": metrics, "steps": int(trainer.global_step), "logs": log_files(run_dir)}
+    return {
+        **accounting,
+        "metrics": metrics,
+        "steps": int(trainer.global_step),
+        **fit,
+        "logs": log_files(run_dir),
+    }
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
