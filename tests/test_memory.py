@@ -297,3 +297,16 @@ def test_the_table_has_a_row_per_size_and_stage_and_bad_arguments_exit_2():
         [sys.executable, "-m", "vlmscale.memory", "--gpus", "8"], cwd=REPO, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "exactly one of --gpu" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["H100", "H200"])
+def test_the_tables_in_docs_gpu_are_what_the_code_prints(kind):
+    docs = (REPO / "docs" / "GPU.md").read_text()
+    rows = [
+        line
+        for line in memory.table(8, memory.GPU_MEMORY_GIB[kind]).splitlines()
+        if line.startswith("| qwen")
+    ]
+    assert rows and all(row in docs for row in rows), (
+        "regenerate: python -m vlmscale.memory --gpus 8 --gpu " + kind
+    )
