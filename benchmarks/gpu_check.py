@@ -12,10 +12,13 @@ host-device syncs per step (3 steps under torch.cuda.set_sync_debug_mode("warn")
 `loss_memory` runs benchmarks.loss_memory (peak memory and time of the loss, full logits vs answers only),
 `loader` times the LLaVA loading path with 0-8 workers on the machine's CPUs, `prefill` and `pytest_gpu` as
 before. All steps take longer than one 10-minute call; split them with --only (docs/GPU.md).
+    python -m benchmarks.gpu_check --convert docs/gpu/gpu-check-h200.json   # a report's rows -> docs/gpu/throughput.json
 
 Every step runs in its own subprocess with its own time limit, so a crash or a hang in one (say DeepSpeed)
 leaves the others' numbers; the JSON file ($OUT/gpu-check.json, else outputs/gpu-check.json, or --out) is
-rewritten after every step. Imports are torch, lightning, transformers and vlmscale only (no Hydra): the model
+rewritten after every step. The timed training steps also become rows of a throughput table (throughput.json
+beside the report, or --throughput PATH; vlmscale/throughput.py), which python -m vlmscale.plan prices sweeps
+with. Imports are torch, lightning, transformers and vlmscale only (no Hydra): the model
 is built with the `vlmscale.models` builders, randomly initialised at the real shapes.
 
 Real shapes: a CLIP ViT-L/14-336-shaped tower (336 px, patch 14, width 1024, 24 layers, frozen) and a
@@ -63,6 +66,7 @@ TRAIN_VARIANTS = {
     "train_zero3": {},
 }
 STEPS = (*TRAIN_VARIANTS, "prefill", "loss_memory", "loader", "pytest_gpu")
+DEFAULT_TABLE = REPO / "docs" / "gpu" / "throughput.json"
 # Wall-clock caps per step (seconds) on a GPU, within --budget; --tiny uses TINY_LIMIT for each.
 STEP_LIMITS = {
     **{name: 90 for name in TRAIN_VARIANTS},
@@ -206,27 +210,23 @@ def random_batches(vlm, sizes: dict[str, Any], count: int, seed: int = 0) -> lis
 
 
 def step_flops(vlm, sizes: dict[str, Any]) -> dict[str, float]:
-    """Model FLOPs of one training step (see the module docstring) and the conventional 6 * N * tokens."""
-    from vlmscale.flops import causal_attention_flops, llm_params
+    """Model FLOPs of one training step (vlmscale.flops.training_flops, as python -m vlmscale.plan prices a
+    sweep) and the conventional 6 * N * tokens."""
+    from vlmscale.flops import _attn_width, llm_params, llm_pass_flops, query_pass_flops, training_flops
 
     model = vlm.llm.model
     config = model.config
-    heads = config.num_attention_heads
-    d_attn = heads * (getattr(config, "head_dim", None) or config.hidden_size // heads)
-    n_llm = (
-        llm_params(model)["non_embedding"] + config.vocab_size * config.hidden_size
-    )  # + the LM head matmul
+    d_attn, layers = _attn_width(config), config.num_hidden_layers
+    non_embedding = llm_params(model)["non_embedding"]
+    lm_head = config.vocab_size * config.hidden_size
     batch, length = sizes["batch"], sizes["text_len"] - 1 + vlm.visual_tokens
-    llm_forward = 2.0 * n_llm * length + causal_attention_flops(config.num_hidden_layers, d_attn, length)
-    projector = sum(vlm.connector.flops().values())
-    query_len = sizes["query_len"]
-    query_pass = 2.0 * llm_params(model)["non_embedding"] * query_len
-    query_pass += causal_attention_flops(config.num_hidden_layers, d_attn, query_len)
-    model_flops = batch * (3 * llm_forward + 3 * projector + vlm.vision.flops() + query_pass)
+    llm = llm_pass_flops(non_embedding, lm_head, layers, d_attn, length)
+    image_side = vlm.vision.flops() + query_pass_flops(non_embedding, layers, d_attn, sizes["query_len"])
+    per_sample = training_flops(llm, sum(vlm.connector.flops().values()), image_side)
     return {
-        "model_flops_per_step": model_flops,
-        "six_n_flops_per_step": 6.0 * n_llm * batch * length,
-        "llm_matmul_params": n_llm,
+        "model_flops_per_step": batch * per_sample,
+        "six_n_flops_per_step": 6.0 * (non_embedding + lm_head) * batch * length,
+        "llm_matmul_params": non_embedding + lm_head,
         "tokens_per_step": batch * length,
     }
 
@@ -736,7 +736,19 @@ def orchestrate(args: argparse.Namespace) -> int:
     print(
         f"gpu-check: {len(report['steps']) - failures} of {len(report['steps'])} steps ok; numbers in {out}"
     )
+    table = args.throughput or (None if args.tiny else default_out().with_name("throughput.json"))
+    if table:
+        write_throughput(report, out, Path(table))
     return 1 if failures else 0
+
+
+def write_throughput(report: dict[str, Any], source: Path, table: Path) -> None:
+    """The timed training steps as rows of the throughput table that python -m vlmscale.plan prices with."""
+    from vlmscale.throughput import append_rows, rows_from_report
+
+    rows = rows_from_report(report, source=str(source))
+    append_rows(table, rows)
+    print(f"gpu-check: {len(rows)} throughput rows in {table}")
 
 
 def _run_worker(
@@ -812,11 +824,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"training steps: {PROFILE_STEPS} more under torch.profiler, top ops",
     )
+    parser.add_argument(
+        "--throughput",
+        help="append the timed steps as rows to this table (default: throughput.json beside the report; "
+        "--tiny: none); merge into docs/gpu/throughput.json for python -m vlmscale.plan",
+    )
+    parser.add_argument(
+        "--convert", metavar="REPORT", help="only turn an existing report into throughput rows"
+    )
     parser.add_argument("--worker", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.convert:
+        report = Path(args.convert)
+        source = report.resolve().relative_to(REPO) if report.resolve().is_relative_to(REPO) else report
+        write_throughput(json.loads(report.read_text()), source, Path(args.throughput or DEFAULT_TABLE))
+        return 0
     return orchestrate(args)
 
 

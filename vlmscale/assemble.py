@@ -174,8 +174,8 @@ def frozen_state_keys(vlm: Any, parts: Iterable[str], prefix: str = "vlm.") -> s
 
 
 def resume_checkpoint(cfg: Mapping[str, Any], run_dir: Path, expected_hash: str) -> tuple[str | None, int]:
-    """The checkpoint to continue from and its step: resume=auto -> <run_dir>/checkpoints/last.ckpt (a file,
-    or a DeepSpeed folder; a corrupt file falls back to the kept previous one, see vlmscale/checkpoints.py),
+    """The checkpoint to continue from and its step: resume=auto -> <run_dir>/checkpoints/last.ckpt (a file, or
+    a stamped DeepSpeed folder; a corrupt file falls back to the kept previous one, see vlmscale/checkpoints.py),
     resume=never -> none, else the given path. A checkpoint stamped with another training hash is refused:
     continuing it would report an old model under the new config."""
     from vlmscale.checkpoints import read_stamps, resumable_checkpoint
@@ -193,7 +193,7 @@ def resume_checkpoint(cfg: Mapping[str, Any], run_dir: Path, expected_hash: str)
             raise FileNotFoundError(
                 f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
             )
-        stamps = read_stamps(path) if path.is_file() else {}
+        stamps = read_stamps(path)  # a file's, or a DeepSpeed folder's stamps file
     stamp = stamps.get("training_hash")
     if stamp is not None and stamp != expected_hash:
         raise ValueError(

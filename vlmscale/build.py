@@ -31,6 +31,13 @@ from vlmscale.lit import VLMLightningModule
 log = logging.getLogger("vlmscale.build")
 
 
+def uses_deepspeed(cfg: DictConfig) -> bool:
+    """trainer.strategy is a DeepSpeed strategy node (conf/trainer/deepspeed_zero*.yaml, or trainer=auto's pick);
+    a name such as "ddp" or "auto" is Lightning's."""
+    strategy = cfg.trainer.get("strategy")
+    return "DeepSpeed" in str(strategy.get("_target_", "") if hasattr(strategy, "get") else "")
+
+
 def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLightningModule, Any]:
     """The VLM (vlmscale.assemble, with init_from's weights) wrapped for training one stage."""
     tokenizer, vlm = build_model(cfg, weights=cfg.get("init_from"))
@@ -41,7 +48,7 @@ def build_module(cfg: DictConfig, config_hash: str | None = None) -> tuple[VLMLi
             "stage=finetune without init_from=<pretrain run>/checkpoints/last.ckpt: the connector is untrained"
         )
     if cfg.stage == "finetune" and cfg.llm.get("dtype") in ("bfloat16", "float16"):
-        if "DeepSpeed" not in str(cfg.trainer.get("strategy", {}).get("_target_", "")):
+        if not uses_deepspeed(cfg):
             log.warning(
                 "finetuning a %s LLM without DeepSpeed: AdamW updates of ~lr are below half a %s step for most "
                 "weights, so the LLM barely moves; use trainer=deepspeed_zero2/3 (fp32 master weights) or "
@@ -144,8 +151,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     plugins: list[Any] = []
-    if "DeepSpeed" not in str((cfg.trainer.get("strategy") or {}).get("_target_", "")):
-        plugins.append(AtomicCheckpointIO())  # DeepSpeed writes its own sharded folders
+    if not uses_deepspeed(cfg):
+        # DeepSpeed writes its own sharded folders
+        plugins.append(AtomicCheckpointIO(keep_previous=cfg.checkpoint.get("keep_previous", "auto")))
     if SLURMEnvironment.detect():
         # submitit owns requeueing (vlmscale/launch.py); Lightning's would fight it.
         plugins.append(SLURMEnvironment(auto_requeue=False))

@@ -10,13 +10,19 @@ through the layers (2 x non-embedding parameters each; an embedding lookup is no
 runs once, for the first answer token. 2N(Q+T) instead charges the vocabulary projection to every token,
 a third of the FLOPs for Qwen1.5-0.5B, whose embeddings are a third of its parameters.
 All module counts are matmul/conv FLOPs (2 per multiply-add); norms and activations are not counted.
+
+Training: :func:`training_flops` counts one sample's model FLOPs as the GPU check's MFU does (forward 1, backward
+2 for a trained LLM, 1 for a frozen one, which still passes gradients to the connector; the frozen tower and the
+no-grad question pass forward only). At a fixed MFU a step's time is proportional to it: that is how
+``python -m vlmscale.plan`` carries a measured step time to other sizes N and token counts T.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the training-cost functions below serve torch-free callers too
+    from torch import nn
 
 
 def numel(param) -> int:
@@ -97,3 +103,32 @@ def vlm_accounting(vlm: Any, text_tokens: float, query_tokens: float | None = No
         "inference_flops_full": float(sum(breakdown.values())),
         "flops_breakdown": breakdown,
     }
+
+
+def llm_pass_flops(
+    non_embedding: float, lm_head: float, layers: int, attn_width: int, tokens: float
+) -> float:
+    """One forward of the LLM over ``tokens`` positions with the LM head on each (training computes every
+    position's logits): 2 x (non-embedding params + vocab x hidden) per token, plus causal attention."""
+    return 2.0 * (float(non_embedding) + float(lm_head)) * float(tokens) + causal_attention_flops(
+        layers, attn_width, tokens
+    )
+
+
+def query_pass_flops(non_embedding: float, layers: int, attn_width: int, tokens: float) -> float:
+    """QueCC's no-grad question pass (``separate`` mode): the base model over the question, no LM head."""
+    return 2.0 * float(non_embedding) * float(tokens) + causal_attention_flops(layers, attn_width, tokens)
+
+
+def training_flops(
+    llm_pass: float,
+    connector: float = 0.0,
+    image_side: float = 0.0,
+    llm_trains: bool = True,
+    recompute: bool = False,
+) -> float:
+    """Model FLOPs of one training sample: the LLM pass x 3 (forward, backward for inputs and weights) or x 2
+    when it is frozen (gradients still flow through it to the connector), one more forward under gradient
+    checkpointing; the connector x 3; ``image_side`` (frozen tower + question pass) forward only."""
+    passes = (3 if llm_trains else 2) + int(recompute)
+    return passes * float(llm_pass) + 3.0 * float(connector) + float(image_side)

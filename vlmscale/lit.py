@@ -243,6 +243,15 @@ class VLMLightningModule(L.LightningModule):
         optimizer, scheduler = self.make_optimizer(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def setup(self, stage: str) -> None:
+        """Every stage (fit, validate, test) starts with the module on the training device. Lightning's teardown
+        moves it to the CPU after each stage and DDP moves it back, but a DeepSpeed engine leaves a module whose
+        parameters ZeRO-3 already partitioned where it is ("zero.Init() handles device placement"): a second
+        stage in one process (the end-of-run validate after a resumed fit) would find the buffers (CLIP's
+        position_ids) and the parameters' placeholders, where gathered weights land, on the CPU."""
+        if any(hasattr(p, "ds_id") for p in self.parameters()):  # partitioned by ZeRO-3
+            self.to(self.trainer.strategy.root_device)
+
     def configure_model(self) -> None:
         """Under ZeRO-3 (called before DeepSpeed wraps the model): QueCC's attention reads its k/v projection
         weights directly rather than through their forward, so DeepSpeed must gather the block as one leaf, or

@@ -54,6 +54,10 @@ NON_SEMANTIC_KEYS = frozenset(
         "loader.num_workers",
         "loader.pin_memory",
         "loader.prefetch_factor",
+        # what the job runs on and how trainer=auto chose: their effect is in trainer.*, loader.* and llm.dtype
+        "cluster",
+        "global_batch",
+        "checkpoint.keep_previous",
     }
 )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import vlmscale.resolvers  # noqa: F401  (the ${vlmscale.auto:...} keys resolve in the job's process too)
 from vlmscale.assemble import check_config, resume_checkpoint
 from vlmscale.contract import to_plain
 from vlmscale.results import (
@@ -125,6 +127,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             log.info("skipping %s: result.json is done for config %s", run_dir, base["config_hash"])
             return read_result(run_dir)
         outcome = train_and_evaluate(cfg, run_dir, resolved, base["training_hash"])
+        if outcome is None:  # rank > 0 of a multi-process run: rank 0 writes the one result.json
+            return base
         record = {"status": "done", "error": None, **base, **outcome}
         failure = None
     except Exception as error:  # SystemExit (preemption, SIGTERM) is not a failure: it resumes later.
@@ -171,7 +175,9 @@ def log_files(run_dir: Path) -> dict[str, Any]:
 
 def train_and_evaluate(
     cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], train_hash: str
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Train (or resume), validate, evaluate: the outcome fields of result.json; None in the processes other
+    than rank 0 of a multi-process run (rank 0 writes the result)."""
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -194,6 +200,7 @@ def train_and_evaluate(
         log.info("training is complete in %s (step %d): evaluating it again, no retraining", ckpt_path, step)
     elif ckpt_path:
         log.info("resuming from %s (step %d)", ckpt_path, step)
+    fit_started = time.time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
@@ -203,6 +210,8 @@ def train_and_evaluate(
             "stopped by SIGTERM at step %d; run the same command again to resume", trainer.global_step
         )
         raise SystemExit(143) from None
+    # This attempt's fit: its time and its steps (python -m vlmscale.plan compares its estimate with them).
+    fit = {"train_seconds": time.time() - fit_started, "train_steps": int(trainer.global_step) - step}
     if trainer.interrupted:
         raise RuntimeError("training was interrupted before it finished")
     if trainer.global_step < max_steps:
@@ -215,21 +224,44 @@ def train_and_evaluate(
     if module.last_validated_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    rank, world = trainer.global_rank, trainer.world_size
+    log.info(  # one line per process: a multi-process run's ranks must agree on it
+        "rank %d of %d: step %d, training hash %s, val/loss %.6f",
+        rank,
+        world,
+        trainer.global_step,
+        train_hash,
+        metrics.get("val/loss", float("nan")),
+    )
 
     # Final scores: the eval tasks (default: the synthetic suite's test split), predictions kept on disk.
     # Lightning's teardown left the model on the CPU (under ZeRO-3 only its placeholders and buffers: the
-    # shards stay on the GPU); evaluate where training ran.
+    # shards stay on the GPU); evaluate where training ran. One process evaluates and writes result.json; under
+    # ZeRO-3 every rank runs the same forwards (the weights are gathered collectively), the others into scratch.
+    zero3 = any(hasattr(p, "ds_id") for p in module.parameters())
+    if rank != 0 and not zero3:
+        return None
     module.vlm.to(trainer.strategy.root_device)
     # The test split's cached tower output, when the run reads features (vlmscale.features)
     cached = getattr(datamodule.datasets.get("test"), "image_features", None)
-    metrics.update(
-        evaluate_from_config(resolved, module.vlm, tokenizer, run_dir / "eval", image_features=cached)
-    )
+    with tempfile.TemporaryDirectory(prefix="vlmscale-eval-rank") as scratch:
+        out_dir = run_dir / "eval" if rank == 0 else Path(scratch)
+        metrics.update(
+            evaluate_from_config(resolved, module.vlm, tokenizer, out_dir, image_features=cached)
+        )
+    if rank != 0:
+        return None
     text_tokens, query_tokens = prompt_token_counts(
         datamodule.datasets.get("test") or datamodule.datasets["val"]
     )
     accounting = module.vlm.accounting(text_tokens, query_tokens=query_tokens)
-    return {**accounting, "metrics": metrics, "steps": int(trainer.global_step), "logs": log_files(run_dir)}
+    return {
+        **accounting,
+        "metrics": metrics,
+        "steps": int(trainer.global_step),
+        **fit,
+        "logs": log_files(run_dir),
+    }
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -1,13 +1,15 @@
 """vlmscale's Hydra plugins (Hydra only loads launchers and sweepers from the `hydra_plugins` namespace).
 
 Kept import-light: Hydra imports every plugin module at start-up. The logic lives in `vlmscale.launch`
-(preemption) and `vlmscale.sweep` (a sweep that never loses a point)."""
+(preemption) and `vlmscale.sweep` (a sweep that never loses a point). Importing it registers vlmscale's
+config resolvers (`vlmscale.resolvers`) before Hydra composes anything."""
 
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
+import vlmscale.resolvers  # noqa: F401  (registers ${vlmscale.auto:...} and friends)
 from vlmscale.sweep import PointByPointSweep
 
 

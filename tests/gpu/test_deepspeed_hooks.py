@@ -55,3 +55,24 @@ def test_parameter_counts_survive_zero3_partitioning():
         p.ds_numel = p.numel()
         p.data = torch.empty(0)
     assert llm_params(vlm.llm.model) == before and before["total"] > before["non_embedding"] > 0
+
+
+@pytest.mark.parametrize("partitioned", [True, False])
+def test_each_stage_starts_with_a_partitioned_module_on_the_training_device(partitioned, monkeypatch):
+    """The ZeRO-3 resume + eval fix: Lightning's teardown left the module on the CPU, and a DeepSpeed engine
+    does not move a module ZeRO-3 already partitioned, so setup() moves it, buffers and parameter placeholders
+    alike ('meta' stands in for the GPU here). An unpartitioned module is left to the strategy."""
+    lit = lightning_module()
+    for index, p in enumerate(lit.parameters()):
+        if partitioned:
+            p.ds_id = index  # what ZeRO-3 sets on every parameter it partitions
+    buffers = dict(lit.named_buffers())
+    assert any("position_ids" in name for name in buffers) and all(
+        b.device.type == "cpu" for b in buffers.values()
+    )
+    trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=torch.device("meta")))
+    monkeypatch.setattr(VLMLightningModule, "trainer", property(lambda self: trainer))
+    lit.setup("validate")
+    expected = "meta" if partitioned else "cpu"
+    assert {b.device.type for b in lit.buffers()} == {expected}
+    assert {p.device.type for p in lit.parameters()} == {expected}
