@@ -71,7 +71,9 @@ def auto(key: str, _root_: DictConfig) -> Any:
 
     if key not in AUTO_KEYS:
         raise ValueError(f"${{{AUTO}:{key}}}: the keys are {sorted(AUTO_KEYS)}")
-    return auto_settings(_root_, pinned(_root_))[key]
+    value = auto_settings(_root_, pinned(_root_))[key]
+    # a strategy node ({_target_: ...}) must stay a config node, or instantiate hands Lightning a plain dict
+    return OmegaConf.create(value) if isinstance(value, dict) else value
 
 
 def gpus_per_node(accelerator: Any, devices: Any) -> int | None:
