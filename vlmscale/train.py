@@ -246,9 +246,7 @@ def train_and_evaluate(
     cached = getattr(datamodule.datasets.get("test"), "image_features", None)
     with tempfile.TemporaryDirectory(prefix="vlmscale-eval-rank") as scratch:
         out_dir = run_dir / "eval" if rank == 0 else Path(scratch)
-        metrics.update(
-            evaluate_from_config(resolved, module.vlm, tokenizer, out_dir, image_features=cached)
-        )
+        metrics.update(evaluate_from_config(resolved, module.vlm, tokenizer, out_dir, image_features=cached))
     if rank != 0:
         return None
     text_tokens, query_tokens = prompt_token_counts(

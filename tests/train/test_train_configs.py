@@ -96,12 +96,13 @@ def build_connector_option(plain, tokenizer, **_):
 
 def build_data_option(plain, tokenizer, **_):
     from vlmscale.data import build_datasets
+    from vlmscale.data.module import SAMPLER_KEYS
     from vlmscale.models.vision import default_image_processor
 
-    from vlmscale.data.module import SAMPLER_KEYS
-
     data = dict(plain["data"], progress=False)
-    sampler = {key: data.pop(key) for key in SAMPLER_KEYS if key in data}  # how training batches, as build does
+    sampler = {
+        key: data.pop(key) for key in SAMPLER_KEYS if key in data
+    }  # how training batches, as build does
     assert set(sampler.values()) <= {True, False}
     if data["source"] == "synthetic":
         data["sizes"] = {"train": 4, "val": 2, "test": 2}  # the generator, not its full size
