@@ -20,6 +20,8 @@ from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from vlmscale.errors import UserError
+
 log = logging.getLogger("vlmscale.checkpoints")
 
 LAST = "last.ckpt"
@@ -27,7 +29,7 @@ PREVIOUS = "last-previous.ckpt"
 TRAINING_HASH_KEY = "vlmscale_training_hash"  # what the weights stand for (vlmscale.results.training_hash)
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be read; the message names it and what to do."""
 
 
