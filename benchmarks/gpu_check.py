@@ -38,6 +38,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from vlmscale.errors import command
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("train_ddp", "train_zero2", "train_zero3", "prefill", "pytest_gpu")
 # Wall-clock caps per step (seconds) on a GPU, within --budget; --tiny uses TINY_LIMIT for each.
@@ -641,8 +643,11 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+@command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu_check", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--tiny", action="store_true", help="tiny sizes on CPU (CI); DeepSpeed steps are skipped"
     )

@@ -1,6 +1,6 @@
 """Lightning's loop against a bare PyTorch loop: steps/s on the same tiny VLM, data, optimiser and schedule.
 
-    python benchmarks/train_overhead.py [--llm tiny-m] [--steps 60] [--rounds 3] [--threads 1]
+    .venv/bin/python -m benchmarks.train_overhead [--llm tiny-m] [--steps 60] [--rounds 3] [--threads 1]
 
 Both loops draw the same batches (the training stream of VLMDataModule), run AdamW with the module's own
 `configure_optimizers` (warmup + cosine), clip gradients at 1.0, and do no validation, logging or
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from vlmscale.build import build_datamodule, build_module
+from vlmscale.errors import command, int_at_least
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 warnings.filterwarnings("ignore")
@@ -86,16 +88,23 @@ def lightning_loop(module, datamodule, steps: int) -> float:
     return steps / timer.elapsed
 
 
-def main() -> None:
+@command
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.train_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--llm", default="tiny-m")
-    parser.add_argument("--visual-tokens", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--llm", default="tiny-m", choices=sorted(p.stem for p in (CONF / "llm").glob("tiny-*.yaml"))
+    )
+    parser.add_argument(
+        "--visual-tokens", type=int_at_least(1), default=16, help="T (must tile the tiny grid)"
+    )
+    parser.add_argument("--steps", type=int_at_least(1), default=60)
+    parser.add_argument("--rounds", type=int_at_least(1), default=3)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     module, datamodule = setup(args)
@@ -115,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
