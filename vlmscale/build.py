@@ -26,6 +26,7 @@ from vlmscale.contract import to_plain
 from vlmscale.data.module import VLMDataModule
 from vlmscale.launch import SaveOnInterrupt
 from vlmscale.lit import VLMLightningModule
+from vlmscale.step_progress import StepProgressBar
 
 log = logging.getLogger("vlmscale.build")
 
@@ -130,6 +131,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         SaveOnInterrupt(ckpt_dir / "last.ckpt"),
         LearningRateMonitor(logging_interval="step"),
     ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(StepProgressBar())  # optimiser steps of trainer.max_steps, loss, ETA
     return callbacks
 
 
