@@ -86,6 +86,10 @@ def test_a_sweep_of_bad_values_keeps_each_message_in_its_record_and_exits_2(cach
 def test_eval_answers_a_missing_checkpoint_and_an_unknown_benchmark(cache_dir, tmp_path):
     answered(run(["vlmscale.eval"], cache_dir), "no checkpoint given: python -m vlmscale.eval ckpt=")
     answered(run(["vlmscale.eval", f"ckpt={tmp_path}/nope.ckpt"], cache_dir), "no such checkpoint")
+    in_a_run_folder = (
+        f"{tmp_path}/llm=tiny-m/T=16/seed=0/checkpoints/last.ckpt"  # `=` in a path: still a path
+    )
+    answered(run(["vlmscale.eval", f"ckpt={in_a_run_folder}"], cache_dir), f"ckpt={in_a_run_folder}: no such")
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(b"a file, never read: the task name fails first")
     answered(

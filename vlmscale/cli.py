@@ -53,13 +53,23 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
         def main(cfg: DictConfig | None = None) -> Any:
             if cfg is not None:  # called from Python with a composed config, as @hydra.main allows
                 return task(cfg)
-            sys.argv[1:] = take_debug_flag(sys.argv[1:])
+            sys.argv[1:] = [quote_path_value(arg) for arg in take_debug_flag(sys.argv[1:])]
             with hydra_usage_errors_exit_2():
                 return hydra_main()
 
         return main
 
     return decorate
+
+
+def quote_path_value(arg: str) -> str:
+    """`ckpt=runs/llm=tiny-m/T=16/seed=0/checkpoints/last.ckpt` -> the same with the value quoted. Run folders
+    are named `key=value`, and Hydra's override grammar refuses an unquoted `=` in a value; a value with
+    quotes, brackets or commas (a sweep, a list) is left as the user wrote it."""
+    key, sep, value = arg.partition("=")
+    if not sep or arg.startswith("-") or "=" not in value or any(c in value for c in "'\",[]{}()"):
+        return arg
+    return f"{key}='{value}'"
 
 
 @contextmanager
