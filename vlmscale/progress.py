@@ -210,8 +210,10 @@ class SweepProgress:
             names = sorted(label(rel) for rel in done)
             shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
             self.finished = len(done)
+            points_word = "point" if len(done) == 1 else "points"
             self.say(
-                f"[{self.finished}/{self.total}] skipping {len(done)} points already done for this config: {shown}"
+                f"[{self.finished}/{self.total}] skipping {len(done)} {points_word} already done for this config: "
+                f"{shown}"
             )
         self._thread = threading.Thread(target=self._run, name="sweep-progress", daemon=True)
         self._thread.start()
