@@ -6,7 +6,8 @@ The folder is the truth, so the launching console (`SweepProgress`, local and SL
 `python -m vlmscale.sweep status DIR` (`sweep_status`, e.g. on a SLURM login node) print the same lines from
 the same files:
 - `<sweep>/points.json`, written by the sweeper before it launches: every point's run folder, in grid order;
-- `<run>/.hydra/job.json`, written when a point starts (`vlmscale.sweep.PointLog`): when, host, pid, SLURM job;
+- `<run>/.hydra/job.json`, written when a point starts and ends (`vlmscale.sweep.PointLog`): when, host, pid,
+  SLURM job;
 - `<run>/result.json`, written when a point ends, done or failed with its message (vlmscale/train.py);
 - submitit's `<sweep>/.submitit/<job>/<job>_<task>_result.pkl`: a SLURM job that has ended; one that ended
   without a result.json (killed for time or memory) is reported as such, with its log.
@@ -135,13 +136,20 @@ def read_point(sweep_dir: Path, rel: str) -> Point:
     finished_at = _mtime(run_dir / RESULT_FILE)
     job = _read_json(run_dir / JOB_FILE)
     started = job.get("started") if job else None
-    if finished_at is not None and not (isinstance(started, (int, float)) and started > finished_at):
+    # A job that started after the result and has not ended is at work on a new one; one that ended without
+    # writing a result (skipped as done for this config) left the result it found.
+    at_work = isinstance(started, (int, float)) and finished_at is not None and started > finished_at
+    if finished_at is not None and not (at_work and not job.get("ended")):
         record = _read_json(run_dir / RESULT_FILE)
         if record is not None:
             state = "done" if record.get("status") == "done" else "failed"
             return Point(rel, state, finished_at, record, job)
     if job is None:
         return Point(rel, "pending")
+    if job.get("ended"):
+        return Point(
+            rel, "ended", job["ended"], None, job, f"ended without a result; see {run_dir}/train.log"
+        )
     slurm = job.get("slurm_job_id")
     if slurm:
         end = _slurm_job_end(sweep_dir, str(slurm))

@@ -256,7 +256,8 @@ def quiet_launcher_lines() -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------------- in a point
 class PointLog(Callback):
-    """In each point's process: `.hydra/job.json` says when and where it started (for `sweep status`), and
+    """In each point's process: `.hydra/job.json` says when and where it started and when it ended (for
+    `sweep status`), and
     in a local sweep everything the point prints goes to its log file instead of the shared console.
 
     Local means Hydra's basic or joblib launcher: their points print to the terminal the sweep runs in. On
@@ -265,6 +266,7 @@ class PointLog(Callback):
     def __init__(self) -> None:
         self._saved: list[tuple[int, int]] = []  # (fd, a copy of what it was) to restore at the job's end
         self._console_handlers: list[logging.Handler] = []
+        self._job: dict[str, Any] | None = None  # this process's running point, as in its job.json
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -281,11 +283,17 @@ class PointLog(Callback):
             "slurm_job_id": "_".join(slurm) if all(slurm) else os.environ.get("SLURM_JOB_ID"),
         }
         write_json_atomic(run_dir / JOB_FILE, job)
+        self._job = job
         if "submitit" in str(config.hydra.launcher.get("_target_", "")):
             return
         self._into_file(run_dir / f"{config.hydra.job.name}.log")
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._job is not None:  # ended, with a result or (skipped as done) the one it had
+            write_json_atomic(
+                Path(config.hydra.runtime.output_dir) / JOB_FILE, {**self._job, "ended": time.time()}
+            )
+            self._job = None
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, copy in reversed(self._saved):
@@ -300,6 +308,7 @@ class PointLog(Callback):
     def _into_file(self, log_file: Path) -> None:
         """stdout and stderr (the file descriptors: C libraries and child processes too) into `log_file`,
         which Hydra's file handler already writes; its console handler is set aside so no line is doubled."""
+        target = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         root = logging.getLogger()
         self._console_handlers = [
             h
@@ -310,7 +319,6 @@ class PointLog(Callback):
             root.removeHandler(handler)
         sys.stdout.flush()
         sys.stderr.flush()
-        target = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         for fd in (1, 2):
             self._saved.append((fd, os.dup(fd)))
             os.dup2(target, fd)

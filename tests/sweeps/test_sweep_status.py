@@ -21,11 +21,11 @@ def plan(sweep: Path, started: float) -> None:
     (sweep / POINTS_FILE).write_text(json.dumps({"started": started, "points": POINTS}))
 
 
-def start(sweep: Path, rel: str, when: float, pid: int | None = None, slurm: str | None = None) -> None:
+def start(sweep: Path, rel: str, when: float, pid=None, slurm=None, ended=None) -> None:
     path = sweep / rel / JOB_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     job = {"started": when, "host": os.uname().nodename, "pid": pid or os.getpid(), "slurm_job_id": slurm}
-    path.write_text(json.dumps(job))
+    path.write_text(json.dumps({**job, "ended": ended} if ended else job))
 
 
 def finish(sweep: Path, rel: str, when: float, ok: bool = True, message: str = "") -> None:
@@ -59,6 +59,8 @@ def test_status_of_a_half_finished_sweep(tmp_path):
         start(sweep, rel, t0 + 10 * k)
         finish(sweep, rel, t0 + 100 + 100 * k)  # two points done, at 100 s and 200 s
     start(sweep, POINTS[2], time.time() - 300)  # running: its process (this one) is alive
+    # a re-run: the done point started again and was skipped (it ended, its result unchanged)
+    start(sweep, POINTS[1], t0 + 300, ended=t0 + 301)
 
     proc = status(sweep)
     assert proc.returncode == 0, proc.stderr
