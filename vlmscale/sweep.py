@@ -123,7 +123,7 @@ class PointByPointSweep:
     def _pace(self) -> str:
         """How the points run, for the first line: `, 2 at a time` or `, as a SLURM job array`."""
         launcher = self.config.hydra.launcher
-        if "submitit" in str(launcher.get("_target_", "")):
+        if on_slurm(launcher):
             return ", as a SLURM job array"
         n_jobs = launcher.get("n_jobs")
         return f", {n_jobs} at a time" if n_jobs else ", one at a time"
@@ -227,6 +227,11 @@ def will_be_skipped(config: DictConfig, run_dir: Path) -> bool:
         return False
 
 
+def on_slurm(launcher: DictConfig) -> bool:
+    """A submitit launcher (hydra/launcher=slurm, whatever class runs it): its config names its folder."""
+    return "submitit_folder" in launcher
+
+
 @contextmanager
 def console() -> Iterator[TextIO]:
     """The launching terminal, kept apart: points that run in this process (Hydra's basic launcher) send
@@ -284,7 +289,7 @@ class PointLog(Callback):
         }
         write_json_atomic(run_dir / JOB_FILE, job)
         self._job = job
-        if "submitit" in str(config.hydra.launcher.get("_target_", "")):
+        if on_slurm(config.hydra.launcher):
             return
         self._into_file(run_dir / f"{config.hydra.job.name}.log")
 
