@@ -35,6 +35,8 @@ def in_multirun() -> bool:
 
 
 def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+    """`@hydra.main` composing conf/<config_name>.yaml, with user errors as answers (see above)."""
+
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         @functools.wraps(task)  # Hydra names the job (and its log file) after the wrapped function's file
         def task_answering_user_errors(cfg: DictConfig) -> Any:
