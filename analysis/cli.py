@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis.collect import collect_sweep, read_table, write_table
 from analysis.errors import AnalysisInputError
+from vlmscale.errors import command
 
 if TYPE_CHECKING:
     from analysis.fit import FitOptions
@@ -35,6 +36,8 @@ EXAMPLES = """examples:
   python -m analysis demo outputs/demo/sweep --out outputs/demo/fit --bootstrap 200
   python -m analysis frontier outputs/demo/fit/reasoning/fit.json --cost full
   python -m analysis compare sweeps/reference/li2024_reasoning.csv --y-col accuracy --accuracy --laws paper,additive
+
+A bad input exits 2 with one line naming the fix; add --debug to see its traceback.
 """
 
 
@@ -503,18 +506,15 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+@command  # a user error (AnalysisInputError) prints `error: ...` and exits 2; --debug shows its traceback
+def main(argv: list[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     args = build_parser().parse_args(argv)
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return COMMANDS[args.command](args)
-    except AnalysisInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ reference's SSE is that of the full 20% search (scored vectorised: same points, 
 The original also refreshes a progress bar's description at every point; that cost is printed for information
 but left out of the ratio, so the ratio is conservative.
 
-    .venv/bin/python benchmarks/fit_speed.py [--sub 20000] [--repeats 7]
+    .venv/bin/python -m benchmarks.fit_speed [--sub 20000] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from analysis.collect import read_table
 from analysis.dataset import prepare
 from analysis.fit import FitOptions, fit_law
 from analysis.laws import PAPER
+from vlmscale.errors import command, int_at_least
 
 REFERENCE = Path(__file__).resolve().parents[1] / "sweeps" / "reference" / "li2024_reasoning.csv"
 
@@ -76,14 +78,21 @@ def vectorised_best(grid: np.ndarray, N: np.ndarray, T: np.ndarray, y: np.ndarra
     return best_loss, best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--sub", type=int, default=20_000, help="grid points timed in pure Python (default 20000)"
+@command
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.fit_speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--repeats", type=int, default=7, help="timed repeats of our fit (median reported)")
+    ap.add_argument(
+        "--sub", type=int_at_least(1), default=20_000, help="grid points timed in pure Python (default 20000)"
+    )
+    ap.add_argument(
+        "--repeats", type=int_at_least(1), default=7, help="timed repeats of our fit (median reported)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="grid shuffle seed")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     table, _ = read_table(REFERENCE)
     data = prepare(table, y_col="accuracy", accuracy=True)
@@ -147,4 +156,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

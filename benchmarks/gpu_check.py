@@ -53,6 +53,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from vlmscale.errors import command
+
 REPO = Path(__file__).resolve().parents[1]
 # Training steps, each one change against train_ddp, which trains as vlmscale does by default: the loss at
 # answer positions only, AdamW's fused kernel, eager, the frozen tower's weights in fp32 under bf16 autocast.
@@ -809,8 +811,11 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+@command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu_check", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--tiny", action="store_true", help="tiny sizes on CPU (CI); DeepSpeed steps are skipped"
     )

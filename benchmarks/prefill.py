@@ -1,8 +1,8 @@
 """End-to-end prefill latency of one VLM per visual-token count T, next to the FLOPs counts' predictions.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/prefill.py                # CLIP-L/336 tower + Qwen1.5-0.5B LLM
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/prefill.py --tiny         # tiny CLIP + tiny-m, seconds
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/prefill.py --device cuda --dtype bfloat16
+    .venv/bin/python -m benchmarks.prefill                  # CLIP-L/336 tower + Qwen1.5-0.5B LLM
+    .venv/bin/python -m benchmarks.prefill --tiny           # tiny CLIP + tiny-m, seconds
+    .venv/bin/python -m benchmarks.prefill --device cuda --dtype bfloat16
 
 Prefill = what one image-question pair costs before the first answer token: vision tower, QueCC, projector MLP,
 the LLM over template + question + T visual tokens (and, in ``--query separate``, the query pass), up to the
@@ -16,6 +16,7 @@ project's full count (``vlm.accounting``). Importable: :func:`build_prefill_mode
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,12 @@ from typing import Any
 import torch
 
 from vlmscale.assemble import group_config
+from vlmscale.errors import UserError, command, int_at_least
 from vlmscale.models import VisionLanguageModel, build_connector, build_llm, build_vision_tower
+from vlmscale.models.quecc import valid_token_counts
 
 PAPER_T = [1, 4, 16, 36, 144, 576]
+GRID_T = valid_token_counts(24)  # both towers here have a 24 x 24 patch grid
 QUESTION_TOKENS = 32
 TEMPLATE = (4, 4)  # template tokens before the question and after the image ("USER: ", " ASSISTANT:")
 
@@ -204,18 +208,25 @@ def report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+@command
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.prefill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--tiny", action="store_true", help="tiny CLIP (24x24 grid) + tiny-m LLM")
-    parser.add_argument("--tokens", type=int, nargs="+", default=PAPER_T)
+    parser.add_argument(
+        "--tokens", type=int, nargs="+", default=PAPER_T, choices=GRID_T, metavar="T", help=f"T in {GRID_T}"
+    )
     parser.add_argument("--query", choices=["separate", "prefix"], default="prefix")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
+    parser.add_argument("--repeats", type=int_at_least(1), default=3)
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device on this machine; use --device cpu")
     torch.set_num_threads(args.threads)
     rows = run(args.tiny, args.tokens, args.query, args.device, args.dtype, args.repeats)
     shape = "tiny CLIP (24x24) + tiny-m" if args.tiny else "CLIP-L/336 + Qwen1.5-0.5B shapes"
@@ -229,4 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

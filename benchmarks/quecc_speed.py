@@ -1,7 +1,7 @@
 """Forward+backward time of the connector paths (compressor + projector) at the paper's dimensions, per T.
 
-    .venv/bin/python benchmarks/quecc_speed.py                 # batch 4, G=24, widths 1024 / 4096 / 4096
-    .venv/bin/python benchmarks/quecc_speed.py --threads 2 --repeats 5 --tokens 1 16 144
+    .venv/bin/python -m benchmarks.quecc_speed               # batch 4, G=24, widths 1024 / 4096 / 4096
+    .venv/bin/python -m benchmarks.quecc_speed --threads 2 --repeats 5 --tokens 1 16 144
 
 Rows per T: QueCC (windowed SDPA), the same QueCC maths done the reference's way (nn.MultiheadAttention over a
 batch of batch x windows sequences, one query each; weights copied, outputs compared), quecc_noquery, avgpool,
@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
 
+from vlmscale.errors import command, int_at_least
 from vlmscale.models import Connector, VisionFeatures, build_connector
-from vlmscale.models.quecc import QueCC
+from vlmscale.models.quecc import QueCC, valid_token_counts
 
 PAPER_T = [1, 4, 16, 36, 64, 144, 576]
 
@@ -120,15 +122,27 @@ def query_pass_flops(query_tokens: int) -> tuple[float, int]:
     return 2.0 * n * query_tokens + causal_attention_flops(32, 4096, query_tokens), n
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--tokens", type=int, nargs="+", default=PAPER_T)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads, pinned for the whole run")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--query-tokens", type=int, default=32, help="question length for the query-pass FLOPs")
-    args = ap.parse_args()
+@command
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.quecc_speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grid_t = valid_token_counts(24)
+    ap.add_argument("--batch", type=int_at_least(1), default=4)
+    ap.add_argument(
+        "--tokens", type=int, nargs="+", default=PAPER_T, choices=grid_t, metavar="T", help=f"T in {grid_t}"
+    )
+    ap.add_argument(
+        "--threads", type=int_at_least(1), default=1, help="torch threads, pinned for the whole run"
+    )
+    ap.add_argument("--warmup", type=int_at_least(0), default=1)
+    ap.add_argument("--repeats", type=int_at_least(1), default=5)
+    ap.add_argument(
+        "--query-tokens", type=int_at_least(1), default=32, help="question length for the query-pass FLOPs"
+    )
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -209,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

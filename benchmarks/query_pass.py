@@ -1,7 +1,7 @@
 """What the question-as-prefix saves: per-image prefill latency, QueCC ``query: separate`` vs ``prefix``.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/query_pass.py              # tiny-m and Qwen1.5-0.5B shapes
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/query_pass.py --llm tiny --tokens 1 16
+    .venv/bin/python -m benchmarks.query_pass                # tiny-m and Qwen1.5-0.5B shapes
+    .venv/bin/python -m benchmarks.query_pass --llm tiny --tokens 1 16
 
 Same weights in both modes (tiny-m, or a random LLM shaped like Qwen1.5-0.5B; QueCC at the paper's widths on
 a 24 x 24 grid), CPU, batch 1, a 32-token question inside a 4 + 4 token template. ``separate`` runs the LLM
@@ -16,11 +16,13 @@ ratio the full FLOPs count predicts (``vlm.accounting``, tower excluded). Target
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from torch import nn
 
-from benchmarks.prefill import QUESTION_TOKENS, QWEN15_05B, TINY_M, clock, prompt
+from benchmarks.prefill import GRID_T, QUESTION_TOKENS, QWEN15_05B, TINY_M, clock, prompt
+from vlmscale.errors import command, int_at_least
 from vlmscale.models import VisionFeatures, VisionLanguageModel, build_connector, build_llm
 
 LLMS = {"tiny": TINY_M, "qwen1.5-0.5b": QWEN15_05B}
@@ -98,15 +100,26 @@ def interleaved_seconds(pair: dict, repeats: int) -> dict[str, float]:
     return {mode: min(t) for mode, t in times.items()}
 
 
-def main() -> None:
+@command
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.query_pass",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--llm", nargs="+", choices=list(LLMS), default=list(LLMS))
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 16, 144])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        nargs="+",
+        default=[1, 16, 144],
+        choices=GRID_T,
+        metavar="T",
+        help=f"T in {GRID_T}",
+    )
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
+    parser.add_argument("--repeats", type=int_at_least(1), default=5)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(
         f"query pass: separate vs prefix, CPU, threads={args.threads}, batch 1, {QUESTION_TOKENS}-token question"
@@ -134,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

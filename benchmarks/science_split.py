@@ -7,8 +7,8 @@ smallest to the largest T per LLM. A run folder that is already complete is reus
 points), so an interrupted benchmark continues where it stopped. The demo's own sweep can be added with
 ``--demo outputs/demo/sweep``.
 
-    python benchmarks/science_split.py                        # both reruns, ~2 x the demo's sweep time
-    python benchmarks/science_split.py --runs seeds-2-3       # one of them
+    python -m benchmarks.science_split                        # both reruns, ~2 x the demo's sweep time
+    python -m benchmarks.science_split --runs seeds-2-3       # one of them
 
 The verdict per run follows the issue's bar: reasoning alpha/beta > 1 with its interval above 1, OCR alpha/beta
 < 1 with its interval below 1, OCR error falling by >= 0.3 from the smallest to the largest T at every N,
@@ -25,6 +25,8 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from vlmscale.errors import command, int_at_least
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name -> sweep overrides (training seeds, data seed); fixed before looking at any result
@@ -90,12 +92,15 @@ def _fmt(x: float | str | None) -> str:
     return "n/a" if x is None else f"{float(x):.3g}"  # fit.json writes infinities as "inf"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.science_split", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "science_split")
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--demo", type=Path, default=None, help="also summarise this finished demo sweep")
-    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--bootstrap", type=int_at_least(0), default=200)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 

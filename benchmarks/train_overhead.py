@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from vlmscale.build import build_datamodule, build_module
+from vlmscale.errors import command, int_at_least
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 warnings.filterwarnings("ignore")
@@ -134,20 +136,30 @@ def lightning_loop(module, datamodule, steps: int) -> float:
     return steps / timer.elapsed
 
 
-def main() -> None:
+@command
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.train_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--shape", choices=("tiny", "real"), default="tiny")
-    parser.add_argument("--llm", default="tiny-m", help="tiny shape: the conf/llm option")
-    parser.add_argument("--layers", type=int, default=2, help="real shape: layers of tower and LLM")
-    parser.add_argument("--batch", type=int, default=2, help="real shape: rows per step")
-    parser.add_argument("--seq", type=int, default=128, help="real shape: text tokens per row")
-    parser.add_argument("--visual-tokens", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--llm",
+        default="tiny-m",
+        choices=sorted(p.stem for p in (CONF / "llm").glob("tiny-*.yaml")),
+        help="tiny shape: the conf/llm option",
+    )
+    parser.add_argument("--layers", type=int_at_least(1), default=2, help="real shape: layers of tower and LLM")
+    parser.add_argument("--batch", type=int_at_least(1), default=2, help="real shape: rows per step")
+    parser.add_argument("--seq", type=int_at_least(1), default=128, help="real shape: text tokens per row")
+    parser.add_argument(
+        "--visual-tokens", type=int_at_least(1), default=16, help="T (must tile the tower's grid)"
+    )
+    parser.add_argument("--steps", type=int_at_least(1), default=60)
+    parser.add_argument("--rounds", type=int_at_least(1), default=3)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     module, datamodule = setup(args)
@@ -175,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 14): gpu-marked tests, 30 training steps of a real-shaped VLM under DDP and DeepSpeed
+# The GPU check: gpu-marked tests, 30 training steps of a real-shaped VLM under DDP and DeepSpeed
 # ZeRO-2/3, and prefill latency at T=1 vs T=576; numbers in $OUT/gpu-check.json (else outputs/gpu-check.json).
 #
 #   scripts/gpu-check.sh            # on one CUDA GPU, under 5 minutes
@@ -14,4 +14,4 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec "$PYTHON" benchmarks/gpu_check.py "$@"
+exec "$PYTHON" -m benchmarks.gpu_check "$@"

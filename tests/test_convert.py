@@ -11,7 +11,7 @@ import yaml
 from torch import nn
 
 from vlmscale.assemble import load_weights
-from vlmscale.convert import main, seed_quecc_state
+from vlmscale.convert import load_state, main, seed_quecc_state
 from vlmscale.models import (
     VisionFeatures,
     VisionLanguageModel,
@@ -146,4 +146,4 @@ def test_not_a_quecc_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"unrecognised reference QueCC parameters \['p.0.lora_A'\]"):
         seed_quecc_state(state)
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        main(["seed-quecc", str(tmp_path / "missing.bin"), str(tmp_path / "out.ckpt")])
+        load_state(tmp_path / "missing.bin")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmscale.contract import to_plain
+from vlmscale.errors import MissingFileError, UserError
 
 log = logging.getLogger("vlmscale.assemble")
 
@@ -34,19 +35,19 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     (conf/projector/quecc.yaml carries ``renamed_to``) and a config without a ``compressor`` group."""
     projector = cfg.get("projector") or {}
     if projector.get("renamed_to"):
-        raise ValueError(
+        raise UserError(
             f"projector={projector.get('name')} no longer exists: the compressor is its own config group; "
             f"use `{projector['renamed_to']}`"
         )
     if "mlp" in projector:  # a run config (result.json) written before the split
         old = projector.get("compressor") or "none"
-        raise ValueError(
+        raise UserError(
             f"this config is from before the compressor/projector split (projector={projector.get('name')}); "
             f"use `compressor={old} projector={projector['mlp']}` (with python -m vlmscale.eval: "
             "use_run_config=false and those two overrides)"
         )
     if not cfg.get("compressor"):
-        raise ValueError(
+        raise UserError(
             "the config has no `compressor` group: add compressor=quecc (or quecc_noquery, avgpool, none) "
             "next to projector=mlp2x_gelu (or linear, identity)"
         )
@@ -70,7 +71,7 @@ def group_config(group: str, name: str) -> dict[str, Any]:
     path = CONFIG_DIR / group / f"{name}.yaml"
     if not path.is_file():
         choices = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-        raise FileNotFoundError(f"no config {group}={name} ({path}); choose one of {choices}")
+        raise MissingFileError(f"no config {group}={name} ({path}); choose one of {choices}")
     cfg = yaml.safe_load(path.read_text())
     cfg.pop("defaults", None)
     return cfg
@@ -134,24 +135,40 @@ def load_weights(vlm: Any, ckpt_path: str | Path) -> list[str]:
 
     path = Path(ckpt_path)
     if path.is_dir():
-        raise ValueError(
+        raise UserError(
             f"{path} is a DeepSpeed (sharded) checkpoint folder; convert it first with "
             "lightning.pytorch.utilities.deepspeed.convert_zero_checkpoint_to_fp32_state_dict and pass the file"
         )
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"checkpoint {path} not found; set init_from=<pretrain run dir>/checkpoints/last.ckpt"
         )
-    state = upgrade_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, pickle errors ... for a damaged file
+        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
+        raise UserError(
+            f"{path} holds no state_dict: give a checkpoint written by vlmscale (or by python -m vlmscale.convert)"
+        )
+    state = upgrade_state_dict(checkpoint["state_dict"])
     loaded = []
     for part in PARTS:
         prefix = f"vlm.{part}."
         part_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if part_state:
-            getattr(vlm, part).load_state_dict(part_state, strict=True)
+            try:
+                getattr(vlm, part).load_state_dict(part_state, strict=True)
+            except RuntimeError as err:  # torch lists every missing, unexpected and mis-shaped tensor
+                first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+                raise UserError(
+                    f"{path} holds {part} weights of another model ({first[:300]}): the checkpoint comes from "
+                    "another config; use the llm, vision, compressor, projector and visual_tokens of the run "
+                    "that wrote it"
+                ) from err
             loaded.append(part)
     if "connector" not in loaded:
-        raise ValueError(f"{path} holds no connector weights (keys starting with 'vlm.connector.')")
+        raise UserError(f"{path} holds no connector weights (keys starting with 'vlm.connector.')")
     return loaded
 
 
@@ -190,13 +207,13 @@ def resume_checkpoint(cfg: Mapping[str, Any], run_dir: Path, expected_hash: str)
     else:
         path = Path(str(mode))
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"resume={mode}: no such checkpoint; use resume=auto, resume=never or a .ckpt path"
             )
         stamps = read_stamps(path)  # a file's, or a DeepSpeed folder's stamps file
     stamp = stamps.get("training_hash")
     if stamp is not None and stamp != expected_hash:
-        raise ValueError(
+        raise UserError(
             f"{path} holds weights trained under another configuration (training hash {stamp}, this run's is "
             f"{expected_hash}): pass resume=never to start over in {run_dir}, or use another run folder"
         )

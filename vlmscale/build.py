@@ -27,6 +27,7 @@ from vlmscale.data.module import SAMPLER_KEYS, VLMDataModule, loader_settings
 from vlmscale.features import attach_features
 from vlmscale.launch import SaveOnInterrupt, StepSeededRNG
 from vlmscale.lit import VLMLightningModule
+from vlmscale.step_progress import StepProgressBar
 
 log = logging.getLogger("vlmscale.build")
 
@@ -146,6 +147,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
         StepSeededRNG(int(cfg.seed)),  # dropout draws depend on the step alone: resume stays exact
         LearningRateMonitor(logging_interval="step"),
     ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(StepProgressBar())  # optimiser steps of trainer.max_steps, loss, ETA
     return callbacks
 
 

@@ -28,6 +28,8 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from vlmscale.results import write_json_atomic
 
+from vlmscale.errors import UserError
+
 log = logging.getLogger("vlmscale.checkpoints")
 
 LAST = "last.ckpt"
@@ -46,7 +48,7 @@ def keep_previous_flag(setting: bool | str | None) -> bool | str:
     raise ValueError(f"checkpoint.keep_previous={setting!r}: use true, false or auto")
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be read; the message names it and what to do."""
 
 

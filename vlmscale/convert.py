@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from vlmscale.errors import MissingFileError, UserError, command
+
 ATTENTION_ANCHOR = "clip_attn.in_proj_weight"
 # Reference submodule -> vlmscale's, inside the compressor. The reference's feature MLPs are
 # nn.Sequential(Linear, GELU, Linear, LayerNorm) and its text projection nn.Sequential(Linear, LayerNorm), as
@@ -60,7 +62,7 @@ def _compressor_state(state: Mapping[str, torch.Tensor], prefix: str) -> dict[st
                 continue
             out[f"compressor.{COMPRESSOR_NAMES[stem]}{name[len(stem) :]}"] = value
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unrecognised reference QueCC parameters {unknown[:8]}; expected text_projection, q_proj, k_proj, "
             "v_proj, q_downsample, clip_attn.in_proj_weight/bias and clip_attn.out_proj"
         )
@@ -76,7 +78,7 @@ def _mlp_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key, value in state.items():
         container, _, param = key.rpartition(".")
         if param not in ("weight", "bias") or not container:
-            raise ValueError(f"unrecognised parameter {key!r} next to the reference QueCC (expected the MLP)")
+            raise UserError(f"unrecognised parameter {key!r} next to the reference QueCC (expected the MLP)")
         layers.setdefault(container, {})[param] = value
 
     def order(container: str) -> tuple:
@@ -94,7 +96,7 @@ def seed_quecc_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     """Reference QueCC projector weights -> a vlmscale ``Connector`` state dict (keys relative to it)."""
     anchors = [k for k in state if k.endswith(ATTENTION_ANCHOR)]
     if len(anchors) != 1:
-        raise ValueError(
+        raise UserError(
             f"expected one QueCC attention ({ATTENTION_ANCHOR}) in the checkpoint, found {len(anchors)}: "
             "is this a QueCC projector checkpoint of the reference implementation (mm_projector.bin)?"
         )
@@ -108,12 +110,15 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A reference checkpoint: a bare state dict (``mm_projector.bin``) or one under ``state_dict``/``model``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise MissingFileError(f"{path}: no such checkpoint file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged or foreign file: torch and safetensors raise many kinds
+        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
     for key in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]
@@ -135,7 +140,7 @@ def convert_deepspeed(src: str | Path, dst: str | Path) -> Path:
 
     src = Path(src)
     if not src.is_dir():
-        raise ValueError(f"{src} is not a DeepSpeed checkpoint folder; a .ckpt file needs no conversion")
+        raise UserError(f"{src} is not a DeepSpeed checkpoint folder; a .ckpt file needs no conversion")
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     convert_zero_checkpoint_to_fp32_state_dict(str(src), str(dst))
     # Lightning keeps the client state (loops, callbacks) too; vlmscale reads only the weights.
@@ -151,7 +156,8 @@ def convert_deepspeed(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlmscale.convert", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     seed = commands.add_parser("seed-quecc", help="the paper's reference QueCC projector -> vlmscale names")

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vlmscale.errors import UserError, message_of
+
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
 
@@ -165,11 +167,14 @@ def is_done(run_dir: str | Path, expected_hash: str) -> bool:
     return bool(result) and result.get("status") == "done" and result.get("config_hash") == expected_hash
 
 
-def failure_record(error: BaseException) -> dict[str, str]:
+def failure_record(error: BaseException) -> dict[str, Any]:
+    """The `error` of a failed result: what, the message, the traceback, and whether the user can fix it
+    (a `UserError`: a bad value, a missing file, ...; otherwise a bug or a crash)."""
     return {
         "type": type(error).__name__,
-        "message": str(error),
+        "message": message_of(error),
         "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        "user_error": isinstance(error, UserError),
     }
 
 

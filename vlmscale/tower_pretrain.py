@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch import nn
 from vlmscale.cache import params_key, publish_dir
 from vlmscale.contract import default_cache_dir, to_plain
 from vlmscale.data import synthetic as syn
+from vlmscale.errors import MissingFileError, UserError, command, int_at_least
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class LayoutHeads(nn.Module):
 def pretrain_params(config: Mapping[str, Any], **pretrain: Any) -> dict:
     unknown = set(pretrain) - set(DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown tower pretraining keys {sorted(unknown)}; expected {sorted(DEFAULTS)}")
+        raise UserError(f"unknown tower pretraining keys {sorted(unknown)}; expected {sorted(DEFAULTS)}")
     return {
         "version": TOWER_PRETRAIN_VERSION,
         "synthetic_version": syn.SYNTHETIC_VERSION,
@@ -156,22 +158,39 @@ def ensure_pretrained_tower(
     return publish_dir(final, build)
 
 
-def main(argv: list[str] | None = None) -> None:
+DEFAULT_VISION_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "vision" / "tiny-clip.yaml"
+
+
+@command
+def main(argv: list[str]) -> None:
     """Build the default tiny tower's cache entry (what `make demo` runs before the sweep)."""
     import yaml
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--vision-config", default="conf/vision/tiny-clip.yaml")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = argparse.ArgumentParser(prog="python -m vlmscale.tower_pretrain", description=main.__doc__)
+    parser.add_argument(
+        "--vision-config",
+        type=Path,
+        default=DEFAULT_VISION_CONFIG,
+        help="a vision group YAML with a tiny config",
+    )
+    parser.add_argument("--cache-dir", default=None, help="default: $VLMSCALE_CACHE or ~/.cache/vlmscale")
+    parser.add_argument("--threads", type=int_at_least(1), default=None, help="torch threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    vision = yaml.safe_load(Path(args.vision_config).read_text())
+    if not args.vision_config.is_file():
+        raise MissingFileError(
+            f"--vision-config {args.vision_config}: no such file (e.g. conf/vision/tiny-clip.yaml)"
+        )
+    vision = yaml.safe_load(args.vision_config.read_text()) or {}
+    if not vision.get("config"):
+        raise UserError(
+            f"--vision-config {args.vision_config} has no tiny `config:` to pretrain (a pretrained tower needs none)"
+        )
     pretrain = {k: v for k, v in (vision.get("pretrain") or {}).items() if k != "cache_dir"}
     print(ensure_pretrained_tower(vision["config"], args.cache_dir, **pretrain))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,12 +21,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import vlmscale.resolvers  # noqa: F401  (the ${vlmscale.auto:...} keys resolve in the job's process too)
 from vlmscale.assemble import check_config, resume_checkpoint
+from vlmscale.cli import hydra_command, in_multirun
 from vlmscale.contract import to_plain
+from vlmscale.errors import UserError
 from vlmscale.results import (
     failure_record,
     git_sha,
@@ -36,11 +37,9 @@ from vlmscale.results import (
     training_hash,
     write_result,
 )
-from vlmscale.validate import ConfigError, validate_config
+from vlmscale.validate import validate_config
 
 log = logging.getLogger("vlmscale.train")
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def quiet_expected_warnings() -> None:
@@ -74,13 +73,6 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().runtime.output_dir)
-
-
-def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _int_or_as_given(value: Any) -> Any:
@@ -132,8 +124,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         record = {"status": "done", "error": None, **base, **outcome}
         failure = None
     except Exception as error:  # SystemExit (preemption, SIGTERM) is not a failure: it resumes later.
-        if isinstance(error, ConfigError):  # the message says it all; a traceback would bury it
-            log.error("run %s not started: %s", run_dir, error)
+        if isinstance(error, UserError):  # the message says it all; a traceback would bury it
+            if in_multirun():  # a single run's command prints it (vlmscale.cli)
+                log.error("run %s failed: %s", run_dir, error)
         else:
             log.exception("run %s failed", run_dir)
         record = {"status": "failed", "error": failure_record(error), **base, "logs": log_files(run_dir)}
@@ -142,9 +135,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if failure is not None:
         keep_done_result(run_dir)
     write_result(run_dir, record)
+    if failure is not None and not in_multirun():  # in a sweep, one failed point must not stop the rest
+        raise failure  # the command reports it (a user error: one message, vlmscale/cli.py)
     log.info("result (%s): %s", record["status"], run_dir / "result.json")
-    if failure is not None and not _is_multirun():  # in a sweep, one failed point must not stop the rest
-        raise failure
     return read_result(run_dir)  # what is on disk (NaN metrics become null), not what was in memory
 
 
@@ -262,7 +255,7 @@ def train_and_evaluate(
     }
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra_command("train")
 def main(cfg: DictConfig) -> dict[str, Any]:
     return run(cfg)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmscale.contract import FEATURE_CACHE_MODES
+from vlmscale.errors import UserError
 
 STAGES = ("pretrain", "finetune")
 TRAINING_TOWER = "the vision tower trains in this run (vision.freeze=false), so its output changes every step"
@@ -26,7 +27,7 @@ FEATURE_CACHE_ON_TRAINING_TOWER = (
 RESUME_MODES = ("auto", "never")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """The run config has problems; the message lists every one with the key to change."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -45,7 +46,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
 def config_problems(config: Mapping[str, Any]) -> list[str]:
     """Every problem found in a plain resolved run config, one line each (the key, the value, the fix)."""
     problems: list[str] = []
-    for check in (_top_level, _vision_grid, _feature_cache, _optim, _trainer, _loader, _data, _eval):
+    for check in (_top_level, _pretrained, _vision_grid, _feature_cache, _optim, _trainer, _loader, _data, _eval):
         problems.extend(check(config))
     return problems
 
@@ -112,6 +113,20 @@ def _top_level(config: Mapping[str, Any]) -> list[str]:
     problems += _int_at_least("checkpoint.every_n_train_steps", every, 1)
     if config.get("compile", False) not in (True, False):
         problems.append(f"compile={config['compile']!r}: must be true or false")
+    return problems
+
+
+def _pretrained(config: Mapping[str, Any]) -> list[str]:
+    """A model given as a local path (absolute, ./, ../ or ~) must be there; an HF name is checked when it
+    loads (offline, a missing one fails there with the Hub's own message)."""
+    problems = []
+    for group, key in (("llm", "pretrained"), ("llm", "tokenizer"), ("vision", "pretrained")):
+        value = _section(config, group).get(key)
+        local = isinstance(value, str) and value.startswith(("/", "./", "../", "~"))
+        if local and not Path(value).expanduser().exists():
+            problems.append(
+                f"{group}.{key}={value!r}: no such folder; give a saved model folder or a Hugging Face name"
+            )
     return problems
 
 

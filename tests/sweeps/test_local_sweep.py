@@ -4,12 +4,14 @@ history and result of an uninterrupted one."""
 
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
 from resume_checks import assert_resumed_exactly
-from sweep_helpers import QUICK, result
+from sweep_helpers import QUICK, REPO, result
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +28,11 @@ def test_failed_point_leaves_others_done_and_rerun_redoes_only_it(run_cli, tmp_p
     ]
     first = run_cli(*args, check=False)
     assert first.returncode == 1, "a sweep with a failed point must exit non-zero"
+    # the console: one line per point with an ETA, library chatter in the points' log files
+    progress = [line for line in first.stdout.splitlines() if re.match(r"\[\d/3\] ", line)]
+    assert len(progress) == 3 and all("ETA" in line for line in progress[:2]), first.stdout
+    assert any(line.startswith("[3/3] llm=tiny-xs T=50 seed=0 failed: invalid config") for line in progress)
+    assert "Loading weights" not in first.stdout + first.stderr
     ok = [sweep / "llm=tiny-xs" / f"T={t}" / "seed=0" for t in (1, 4)]
     bad = sweep / "llm=tiny-xs" / "T=50" / "seed=0"
     assert [result(d)["status"] for d in ok] == ["done", "done"]
@@ -41,7 +48,15 @@ def test_failed_point_leaves_others_done_and_rerun_redoes_only_it(run_cli, tmp_p
     assert second.returncode == 1
     assert all((d / "result.json").stat().st_mtime_ns == stamps[d] for d in ok), "done points must be skipped"
     assert (bad / "result.json").stat().st_mtime_ns != stamps[bad], "the failed point must be re-run"
-    assert "skipping" in second.stdout + second.stderr
+    assert "[2/3] skipping 2 points already done for this config" in second.stdout
+
+    status = subprocess.run(
+        [sys.executable, "-m", "vlmscale.sweep", "status", str(sweep)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0 and "2 done, 1 failed | none left" in status.stdout, status.stdout
 
 
 def test_sigterm_mid_run_resumes_to_the_uninterrupted_result(run_cli, tmp_path):

@@ -2,12 +2,13 @@
 and a job requeued mid-run that resumes from its checkpoint and ends with one result."""
 
 import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
 from resume_checks import assert_resumed_exactly
-from sweep_helpers import QUICK, result
+from sweep_helpers import QUICK, REPO, result
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -43,6 +44,16 @@ def test_reduced_grid_runs_as_a_job_array(run_cli, tmp_path):
     # threads pinned from the job's allocation (cpus_per_task=1)
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.*"))
     assert "threads=1" in logs, proc.stdout[-2000:]
+    # followed from the launching console, and from the folder alone
+    assert "as a SLURM job array" in proc.stdout and "[4/4] llm=tiny-" in proc.stdout, proc.stdout[-2000:]
+    status = subprocess.run(
+        [sys.executable, "-m", "vlmscale.sweep", "status", str(sweep)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert status.stdout.splitlines()[-1] == f"{sweep}: 4 points: 4 done, 0 failed | none left", status.stdout
+    assert all((sweep / r / ".hydra" / "job.json").is_file() for r in runs)
 
 
 def test_requeued_job_resumes_from_its_checkpoint(run_cli, tmp_path):

@@ -32,6 +32,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from vlmscale.contract import IGNORE_INDEX, IMAGE_TOKEN
+from vlmscale.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ PLAIN_ASSISTANT = " ASSISTANT:"
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
 
 
-class ConversationError(ValueError):
+class ConversationError(UserError):
     """A conversation that cannot be rendered (unknown role, non-text value, no user turn...)."""
 
 

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from vlmscale.contract import parse_json
 from vlmscale.data.conversation import ConversationError, encode_conversation, to_messages
+from vlmscale.errors import MissingFileError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ ON_MISSING_IMAGE = ("error", "skip")
 ASPECT_RATIOS = ("pad", "crop")
 
 
-class LlavaFormatError(ValueError):
+class LlavaFormatError(UserError):
     """A malformed record or file; the message names the file and the record index."""
 
 
-class MissingImageError(FileNotFoundError):
+class MissingImageError(MissingFileError):
     """A record's image file does not exist; the message names the data file, the record and the image."""
 
 

@@ -13,16 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
+from vlmscale.cli import hydra_command
 from vlmscale.contract import to_plain
+from vlmscale.errors import MissingFileError, UserError
 from vlmscale.eval.runner import evaluate_from_config, update_result_json
-from vlmscale.eval.tasks import scorings_from_config
+from vlmscale.eval.tasks import benchmark, scorings_from_config
 
 log = logging.getLogger("vlmscale.eval")
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MODEL_KEYS = ("llm", "vision", "compressor", "projector", "visual_tokens", "data", "paths")
 
 
@@ -63,9 +63,13 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
     """Evaluate ``cfg['ckpt']``; returns the summary metrics. ``cfg`` is a resolved plain dict."""
     import torch
 
+    if cfg.get("ckpt") in (None, "", "???"):
+        raise MissingFileError(
+            "no checkpoint given: python -m vlmscale.eval ckpt=<run dir>/checkpoints/last.ckpt (--help: examples)"
+        )
     ckpt = Path(cfg["ckpt"])
     if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint (e.g. <run_dir>/checkpoints/last.ckpt)")
+        raise MissingFileError(f"ckpt={ckpt}: no such checkpoint (e.g. <run dir>/checkpoints/last.ckpt)")
     run_dir = run_dir_of(ckpt, cfg.get("run_dir"))
     plain = effective_config(cfg, run_dir)
     if plain.get("threads"):
@@ -73,10 +77,15 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
     device = plain.get("device") or "auto"
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={device}: no CUDA device on this machine; use device=cpu (or auto)")
+    tasks = plain.get("tasks") or []
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    for name in names:
+        benchmark(name)  # an unknown task name stops here, before the model is built
     torch.manual_seed(int(plain.get("seed", 0)))
     tokenizer, vlm = load_model(plain, ckpt, device)
     out_dir = Path(plain.get("out_dir") or run_dir / "eval")
-    names = list(plain.get("tasks") or [])
     metrics = evaluate_from_config(plain, vlm, tokenizer, out_dir, names=names, limit=plain.get("limit"))
     if plain.get("update_result", True) and (run_dir / "result.json").exists():
         info = {"tasks": names, "limit": plain.get("limit"), "ckpt": str(ckpt), "out_dir": str(out_dir)}
@@ -88,7 +97,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra_command("eval")
 def main(cfg: DictConfig) -> dict[str, float]:
     resolved = to_plain(cfg)
     resolved.pop("hydra", None)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from vlmscale.contract import IGNORE_INDEX
+from vlmscale.errors import MissingFileError
 
 from .tasks import CATEGORIES, Sample, Task, build_tasks, open_image
 
@@ -251,7 +252,7 @@ def update_result_json(
 
     record = read_result(run_dir)
     if record is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{Path(run_dir) / RESULT_FILE} does not exist: evaluation adds to a finished run's result; "
             "the scores are in the eval output folder"
         )

@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from vlmscale.errors import UserError
+
 from .normalize import normalize_answer, vqa_normalize
 
 __all__ = [
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 
-class AnswersError(ValueError):
+class AnswersError(UserError):
     """References that are not a non-empty list of strings."""
 
 

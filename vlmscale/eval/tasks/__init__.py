@@ -32,6 +32,7 @@ from .base import (
     Sample,
     SampleError,
     Task,
+    UnknownTaskError,
     limit_samples,
     open_image,
 )
@@ -60,7 +61,7 @@ TASKS: dict[str, Benchmark] = _discover()
 
 def benchmark(name: str) -> Benchmark:
     if name not in TASKS:
-        raise KeyError(f"unknown eval task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise UnknownTaskError(f"unknown eval task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     return TASKS[name]
 
 
@@ -161,6 +162,7 @@ __all__ = [
     "Sample",
     "SampleError",
     "Task",
+    "UnknownTaskError",
     "benchmark",
     "build_task",
     "build_tasks",

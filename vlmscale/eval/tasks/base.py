@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmscale.errors import MissingFileError, UserError
+
 CATEGORIES = ("reasoning", "ocr")
 EVAL_DIR_ENV = "VLMSCALE_EVAL_DIR"
 
@@ -51,11 +53,15 @@ class Sample:
         }
 
 
-class BenchmarkNotFoundError(FileNotFoundError):
+class BenchmarkNotFoundError(MissingFileError):
     """A benchmark folder or file is missing: the message names the task, the layout and what to set."""
 
 
-class SampleError(ValueError):
+class UnknownTaskError(UserError, KeyError):
+    """An eval task name no module under vlmscale/eval/tasks/ declares; the message lists the known ones."""
+
+
+class SampleError(UserError):
     """A sample a scorer cannot use (references not a list of strings, metadata missing): names the sample."""
 
 
@@ -152,7 +158,7 @@ class Benchmark:
 
     def scorer(self, scoring: str) -> Scorer:
         if scoring not in self.scorings:
-            raise ValueError(
+            raise UserError(
                 f"task {self.name!r} has no scoring {scoring!r}; it has: {', '.join(sorted(self.scorings))} "
                 f"(set eval.scoring, e.g. eval.scoring={{{self.name}: {self.default_scoring}}})"
             )
