@@ -171,16 +171,23 @@ def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def summarize(task_metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """``error/<task>``, ``error/<category>``, ``error/avg`` and ``unparseable/<task>`` from task metrics."""
+    """``error/<task>``, ``error/<category>``, ``error/avg`` and ``unparseable/<task>`` from task metrics, and
+    ``exact_error/<category>`` where a task scores a category with partial credit (the synthetic suite's OCR)
+    and reports its exact-match error beside it."""
     out: dict[str, float] = {}
     by_category: dict[str, list[float]] = defaultdict(list)
+    exact_by_category: dict[str, list[float]] = defaultdict(list)
     for name, m in task_metrics.items():
         out[f"error/{name}"] = float(m["error"])
         out[f"unparseable/{name}"] = int(m.get("n_unparseable", 0))
         for category, error in m["categories"].items():
             by_category[category].append(float(error))
+        for category, error in (m.get("exact_categories") or {}).items():
+            exact_by_category[category].append(float(error))
     for category, errors in sorted(by_category.items()):
         out[f"error/{category}"] = sum(errors) / len(errors)
+    for category, errors in sorted(exact_by_category.items()):
+        out[f"exact_error/{category}"] = sum(errors) / len(errors)
     present = [out[f"error/{c}"] for c in CATEGORIES if f"error/{c}" in out]
     out["error/avg"] = sum(present) / len(present) if present else math.nan
     return out
