@@ -27,11 +27,11 @@ test-fast: install
 	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 # The main job on the embedded default: the tiny tower's one-off pretraining and its features of the suite
-# (cached), the tiny sweep (4 LLMs x 4 T x 2 seeds, 2 points at a time) on the synthetic suite, then one
+# (cached), the tiny sweep (4 LLMs x 3 T x 2 seeds, 2 points at a time) on the synthetic suite, then one
 # scaling-law fit per category. Re-running it skips what is done.
 demo: install
 	$(PY) -m vlmscale.tower_pretrain --threads 1
-	$(PY) -m vlmscale.features build threads=1
+	$(PY) -m vlmscale.features build +sweep=tiny threads=1
 	$(PY) -m vlmscale.train +sweep=tiny hydra.sweep.dir=$(DEMO_DIR)/sweep
 	$(PY) -m analysis demo $(DEMO_DIR)/sweep --categories reasoning,ocr --bootstrap 200 --out $(DEMO_DIR)/fit
 	@echo "results table: $(DEMO_DIR)/sweep/results.csv"
