@@ -67,9 +67,11 @@ def test_requeued_job_resumes_from_its_checkpoint(run_cli, tmp_path):
         "checkpoint.every_n_train_steps=20",
         "trainer.log_every_n_steps=1",  # every step's loss is compared
     ]
-    # One thread each: the job's from SLURM_CPUS_PER_TASK=1, the reference's from threads=1.
-    reference = tmp_path / "reference"
-    run_cli(*common, "threads=1", f"run_dir={reference}")
+    # The reference is the same point of the same sweep run here by the local launcher: one config, one
+    # thread each (the job's from SLURM_CPUS_PER_TASK=1, the reference's from the sweep's threads=1).
+    reference_sweep = tmp_path / "reference"
+    run_cli("+sweep=tiny", *common, f"hydra.sweep.dir={reference_sweep}")
+    reference = reference_sweep / "llm=tiny-xs" / "T=4" / "seed=0"
 
     sweep = tmp_path / "sweep"
     proc = run_cli(*SLURM, *common, f"hydra.sweep.dir={sweep}", background=True)
