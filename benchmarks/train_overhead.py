@@ -150,7 +150,9 @@ def main(argv: list[str]) -> None:
         choices=sorted(p.stem for p in (CONF / "llm").glob("tiny-*.yaml")),
         help="tiny shape: the conf/llm option",
     )
-    parser.add_argument("--layers", type=int_at_least(1), default=2, help="real shape: layers of tower and LLM")
+    parser.add_argument(
+        "--layers", type=int_at_least(1), default=2, help="real shape: layers of tower and LLM"
+    )
     parser.add_argument("--batch", type=int_at_least(1), default=2, help="real shape: rows per step")
     parser.add_argument("--seq", type=int_at_least(1), default=128, help="real shape: text tokens per row")
     parser.add_argument(

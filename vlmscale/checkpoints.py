@@ -26,9 +26,8 @@ from typing import Any
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from vlmscale.results import write_json_atomic
-
 from vlmscale.errors import UserError
+from vlmscale.results import write_json_atomic
 
 log = logging.getLogger("vlmscale.checkpoints")
 

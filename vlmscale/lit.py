@@ -210,7 +210,13 @@ class VLMLightningModule(L.LightningModule):
             errors = {cat: 1.0 - score / n for cat, (score, _, n) in counts.items()}
             exact = {cat: 1.0 - right / n for cat, (_, right, n) in counts.items()}
             summary = summarize(
-                {"val": {"error": sum(errors.values()) / len(errors), "categories": errors, "exact_categories": exact}}
+                {
+                    "val": {
+                        "error": sum(errors.values()) / len(errors),
+                        "categories": errors,
+                        "exact_categories": exact,
+                    }
+                }
             )
             for cat in sorted(errors):
                 self.log(f"val/error/{cat}", summary[f"error/{cat}"], sync_dist=True)

@@ -46,7 +46,17 @@ def validate_config(config: Mapping[str, Any]) -> None:
 def config_problems(config: Mapping[str, Any]) -> list[str]:
     """Every problem found in a plain resolved run config, one line each (the key, the value, the fix)."""
     problems: list[str] = []
-    for check in (_top_level, _pretrained, _vision_grid, _feature_cache, _optim, _trainer, _loader, _data, _eval):
+    for check in (
+        _top_level,
+        _pretrained,
+        _vision_grid,
+        _feature_cache,
+        _optim,
+        _trainer,
+        _loader,
+        _data,
+        _eval,
+    ):
         problems.extend(check(config))
     return problems
 

@@ -97,7 +97,9 @@ def test_sweep_summary_writes_results_csv_with_the_failed_point_and_exits_1(tmp_
     failed.mkdir(parents=True)
     launcher = StubLauncher(RuntimeError("CUDA out of memory at step 3"))
     sweeper = stub_sweeper(tmp_path, launcher)
-    sweeper._launch([(1, ["llm=tiny-xs", "visual_tokens=4", "seed=0"], failed, True, False)])  # ready, not done
+    sweeper._launch(
+        [(1, ["llm=tiny-xs", "visual_tokens=4", "seed=0"], failed, True, False)]
+    )  # ready, not done
     assert launcher.launched == [["llm=tiny-xs", "visual_tokens=4", "seed=0"]]
     record = read_result(failed)
     assert record["status"] == "failed" and record["error"]["message"] == "CUDA out of memory at step 3"
