@@ -146,6 +146,20 @@ def test_chance_is_what_a_blind_guess_gets():
         assert right / total == pytest.approx(chance[family], abs=0.05), family
 
 
+def test_ocr_chance_is_what_a_blind_reader_scores_per_glyph():
+    """The most frequent glyph at every position, scored by the suite's own OCR rule, reads about one glyph
+    in ten: the documented OCR chance."""
+    from collections import Counter
+
+    from vlmscale.eval.tasks.synthetic import glyph_accuracy
+
+    lines = [s.answer for _, s in syn.generate_scenes("chance", 3000, 6, 64, {"read": 1.0})]
+    glyphs = [line.split() for line in lines]
+    guess = " ".join(Counter(g[i] for g in glyphs).most_common(1)[0][0] for i in range(syn.OCR_LENGTH))
+    blind = sum(glyph_accuracy(guess, line) for line in lines) / len(lines)
+    assert blind == pytest.approx(chance_levels()["ocr"], abs=0.02)
+
+
 def test_generated_once_and_reused(suite, monkeypatch):
     monkeypatch.setattr(
         syn, "generate_split", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regenerated"))
@@ -194,7 +208,7 @@ def test_chance_levels():
     assert c["colour"] == pytest.approx(1 / 6) and c["count"] == pytest.approx(1 / 3)
     assert c["compare"] == c["exist"] == c["spatial"] == 0.5
     assert c["reasoning"] == pytest.approx((1 / 6 + 1 / 3 + 3 * 1 / 2) / 5)
-    assert c["ocr"] == pytest.approx(1 / 10**3)
+    assert c["ocr"] == c["read"] == pytest.approx(1 / 10)  # per glyph, as the suite scores OCR
     assert c["avg"] == pytest.approx((c["reasoning"] + c["ocr"]) / 2)
     assert chance_levels({"exist": 1.0, "read": 1.0})["reasoning"] == 0.5
 

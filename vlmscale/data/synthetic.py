@@ -21,14 +21,16 @@ reasoning count    How many red objects are there? / ... squares ...  one, two, 
 reasoning compare  Do the circle and the square have the same color?  yes / no        1/2 = 0.500
 reasoning spatial  Is the red circle above or below the blue square?  left/right, ... 1/2 = 0.500
 reasoning exist    Is there a green square?                           yes / no        1/2 = 0.500
-ocr       read     What does the text say?                            3 of 10 glyphs  1/10^3 = 0.001
+ocr       read     What does the text say?                            3 of 10 glyphs  1/10 = 0.100 *
 ========= ======== ================================================== =============== ==============
 
 "Chance" is the accuracy of the best guess that does not look at the image: within a family every answer is
 equally likely and independent of the wording (``spatial`` asks left/right or above/below, each answer of the
 pair half the time). With the default weights (``read`` weighs as much as the five reasoning families
-together, so each category has half of every split) reasoning chance is 0.4 (error 0.6) and OCR chance 0.001;
-see :func:`chance_levels`.
+together, so each category has half of every split) reasoning chance is 0.4 (error 0.6) and OCR chance 0.1
+(error 0.9); see :func:`chance_levels`. (*) OCR is scored per glyph in place
+(:func:`vlmscale.eval.tasks.synthetic.glyph_accuracy`), so a blind guess reads one glyph in ten; its exact-match
+chance, reported beside it as ``exact_error/ocr``, is 1/10^3 = 0.001.
 
 Every generated scene also has a ``layout`` (what sits in each 32-pixel quadrant and each 16-pixel cell), the
 labels :mod:`vlmscale.tower_pretrain` teaches the tiny vision tower before it is frozen.
@@ -162,7 +164,8 @@ class Scene:
 
 
 def chance_levels(family_weights: dict[str, float] | None = None) -> dict[str, float]:
-    """Image-blind chance accuracy per family, per category (weighted by family share) and ``avg``.
+    """Image-blind chance accuracy per family, per category (weighted by family share) and ``avg``, under the
+    suite's scoring rule (OCR per glyph: a blind guess matches each glyph one time in ``len(OCR_ALPHABET)``).
 
     ``avg`` is the mean of the two categories, matching ``error/avg`` = mean of ``error/reasoning`` and
     ``error/ocr``.
@@ -174,7 +177,7 @@ def chance_levels(family_weights: dict[str, float] | None = None) -> dict[str, f
         "compare": 1 / 2,
         "spatial": 1 / 2,
         "exist": 1 / 2,
-        "read": 1 / len(OCR_ALPHABET) ** OCR_LENGTH,
+        "read": 1 / len(OCR_ALPHABET),
     }
     out = dict(per_family)
     for category in ("reasoning", "ocr"):
