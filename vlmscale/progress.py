@@ -5,7 +5,8 @@
 The folder is the truth, so the launching console (`SweepProgress`, local and SLURM sweeps alike) and
 `python -m vlmscale.sweep status DIR` (`sweep_status`, e.g. on a SLURM login node) print the same lines from
 the same files:
-- `<sweep>/points.json`, written by the sweeper before it launches: every point's run folder, in grid order;
+- `<sweep>/points.json`, written by the sweeper before it launches: every point's run folder, in grid order,
+  and its size (steps, LLM parameters, visual tokens), which weighs the points in the ETA;
 - `<run>/.hydra/job.json`, written when a point starts and ends (`vlmscale.sweep.PointLog`): when, host, pid,
   SLURM job;
 - `<run>/result.json`, written when a point ends, done or failed with its message (vlmscale/train.py);
@@ -23,7 +24,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -176,13 +177,64 @@ def sweep_points(sweep_dir: Path) -> list[str]:
     return sorted(r for r in rels if not any(part.startswith(".") for part in Path(r).parts))
 
 
-def eta_text(left: int, finished_here: int, elapsed: float) -> str:
-    """`20 left, ETA 6 min`: the remaining points at the pace of those finished in this sweep."""
+def eta_text(left: int, seconds: float | None) -> str:
+    """`20 left, ETA 6 min`, `20 left` while there is no pace yet, `none left`."""
     if left <= 0:
         return "none left"
-    if finished_here <= 0:
-        return f"{left} left"
-    return f"{left} left, ETA {duration(elapsed / finished_here * left)}"
+    return f"{left} left" if seconds is None else f"{left} left, ETA {duration(seconds)}"
+
+
+# ------------------------------------------------------------------------------------------------- pace
+# A point's size, as the sweeper writes it into points.json: {"steps", "llm_params", "visual_tokens"}.
+Size = Mapping[str, Any]
+
+
+def point_work(size: Size | None, text_tokens: float) -> float | None:
+    """A point's training work, in units that only compare points of one sweep (same batch, same data):
+    steps x the LLM's non-embedding parameters x the tokens it reads per example."""
+    try:
+        tokens = text_tokens + float(size["visual_tokens"])  # type: ignore[index]
+        return float(size["steps"]) * float(size["llm_params"]) * tokens  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def eta_seconds(
+    elapsed: float, finished: Sequence[tuple[Size | None, Mapping[str, Any]]], left: Sequence[Size | None]
+) -> float | None:
+    """Seconds until the points `left` are done, from the `finished` ones (size, result) of this sweep.
+
+    Points of one sweep differ in cost (a 7B point takes many times a 0.5B one, and the grid runs the small
+    ones first), so each point is weighed by its predicted time, `a + b * work`, a line fitted to the wall
+    times of the finished points (`a`: what every point pays, start-up and evaluation). The ETA is the elapsed
+    time scaled by the predicted time left over the predicted time finished: parallelism, queueing and the
+    machine's speed stay in the measured pace. Until two finished points of different work give a rising
+    line, or where a size is unknown, every point weighs the same."""
+    if not finished:
+        return None
+    same_weight = elapsed / len(finished) * len(left)
+    timed = [
+        (size, record)
+        for size, record in finished
+        if record.get("status") == "done" and isinstance(record.get("wall_time_s"), (int, float))
+    ]
+    texts = [r["text_tokens"] for _, r in timed if isinstance(r.get("text_tokens"), (int, float))]
+    text_tokens = sum(texts) / len(texts) if texts else 0.0
+    works_done = [point_work(size, text_tokens) for size, _ in finished]
+    works_left = [point_work(size, text_tokens) for size in left]
+    points = [(point_work(size, text_tokens), float(r["wall_time_s"])) for size, r in timed]
+    if None in works_done or None in works_left or len({x for x, _ in points}) < 2:
+        return same_weight
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x in xs)
+    if slope <= 0:
+        return same_weight
+    intercept = mean_y - slope * mean_x
+    if intercept < 0:  # no point takes negative time: the line through the origin instead
+        intercept, slope = 0.0, sum(x * y for x, y in points) / sum(x * x for x in xs)
+    done = sum(intercept + slope * x for x in works_done)  # type: ignore[operator]
+    return elapsed * sum(intercept + slope * x for x in works_left) / done  # type: ignore[operator]
 
 
 # --------------------------------------------------------------------------------------- live, in a sweep
@@ -196,15 +248,23 @@ class SweepProgress:
         self.interval = interval
         self.total = 0
         self.finished = 0  # numbered lines printed so far, points already done included
-        self.finished_here = 0  # finished by this sweep: they set the pace
+        self._finished_here: list[tuple[Size | None, Mapping[str, Any]]] = []  # they set the pace
+        self._sizes: Mapping[str, Size | None] = {}
         self._watched: dict[str, float | None] = {}  # run folder -> its result.json mtime at the start
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = time.time()
 
-    def begin(self, points: Iterable[str], already_done: Iterable[str], parallel: str = "") -> None:
+    def begin(
+        self,
+        points: Iterable[str],
+        already_done: Iterable[str],
+        parallel: str = "",
+        sizes: Mapping[str, Size | None] | None = None,
+    ) -> None:
         points, done = list(points), set(already_done)
+        self._sizes = dict(sizes or {})
         self.total = len(points)
         self.started = time.time()
         for rel in points:
@@ -230,7 +290,7 @@ class SweepProgress:
         """A point that could not start (its config, its folder): finished, failed, nothing to watch."""
         with self._lock:
             self._watched.pop(rel, None)
-            self._report(f"{label(rel)} failed: {one_line(message)}", here=False)
+            self._report(f"{label(rel)} failed: {one_line(message)}")
 
     def end(self) -> None:
         self._stop.set()
@@ -250,7 +310,8 @@ class SweepProgress:
                 point = read_point(self.sweep_dir, rel)
                 if point.finished:
                     del self._watched[rel]
-                    self._report(point.line(), here=True)
+                    self._finished_here.append((self._sizes.get(rel), point.record or {}))
+                    self._report(point.line())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -259,10 +320,11 @@ class SweepProgress:
             except Exception as err:  # a progress line is never worth a sweep
                 self.say(f"(progress: {type(err).__name__}: {err})")
 
-    def _report(self, text: str, here: bool) -> None:
+    def _report(self, text: str) -> None:
         self.finished += 1
-        self.finished_here += here
-        pace = eta_text(self.total - self.finished, self.finished_here, time.time() - self.started)
+        left = [self._sizes.get(rel) for rel in self._watched]
+        seconds = eta_seconds(time.time() - self.started, self._finished_here, left)
+        pace = eta_text(self.total - self.finished, seconds)
         self.say(f"[{self.finished}/{self.total}] {text} | {pace}")
 
     def say(self, text: str) -> None:
@@ -302,8 +364,12 @@ def sweep_status(sweep_dir: Path) -> tuple[str, dict[str, int]]:
     }
     parts = [f"{counts['done']} done", f"{counts['failed'] + counts['ended']} failed"]
     parts += [f"{counts[s]} {s}" for s in ("running", "interrupted", "pending") if counts[s]]
+    sizes = plan.get("sizes") if isinstance(plan.get("sizes"), dict) else {}
     here = [p for p in finished if isinstance(started, (int, float)) and (p.finished_at or 0) >= started]
-    left = counts["running"] + counts["pending"]
-    pace = eta_text(left, len(here), now - started) if isinstance(started, (int, float)) else f"{left} left"
+    left = [sizes.get(p.rel) for p in points if p.state in ("running", "pending")]
+    seconds = None
+    if isinstance(started, (int, float)):
+        seconds = eta_seconds(now - started, [(sizes.get(p.rel), p.record or {}) for p in here], left)
+    pace = eta_text(len(left), seconds)
     lines.append(f"{sweep_dir}: {len(points)} points: {', '.join(parts)} | {pace}")
     return "\n".join(lines), counts

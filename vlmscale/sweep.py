@@ -65,6 +65,25 @@ def unwritable_reason(folder: Path) -> str | None:
     return None
 
 
+def point_size(config: Any) -> dict[str, int] | None:
+    """What the progress weighs a point by (vlmscale.progress.eta_seconds): its training steps, its LLM's
+    non-embedding parameters and its visual tokens; None when the LLM's architecture is not known here."""
+    from omegaconf import OmegaConf
+
+    from vlmscale.memory import llm_shape
+
+    try:
+        llm = OmegaConf.to_container(config.llm, resolve=True)
+        steps = int(OmegaConf.select(config, "trainer.max_steps", default=-1) or -1)
+        return {
+            "steps": steps if steps > 0 else 1,  # epoch-based: the points of one sweep share their data
+            "llm_params": llm_shape(llm).non_embedding_params,
+            "visual_tokens": int(config.visual_tokens),
+        }
+    except Exception:  # an unknown or unresolvable architecture only costs the ETA its weights
+        return None
+
+
 def _has_fresh_result(run_dir: Path | None, since: float) -> bool:
     path = run_dir / RESULT_FILE if run_dir is not None else None
     try:
@@ -92,6 +111,7 @@ class PointByPointSweep:
 
         self._started = time.time()
         self._unlaunched: dict[str, dict[str, Any]] = {}
+        self._sizes: dict[int, dict[str, int] | None] = {}  # by point index, for the ETA
         self._progress: SweepProgress | None = None
         batches, first_index = [], 0
         while not self.is_done():  # every point checked before any runs: the progress knows the whole grid
@@ -99,11 +119,13 @@ class PointByPointSweep:
             batches.append([self._check_point(first_index + i, list(o)) for i, o in enumerate(batch)])
             first_index += len(batch)
         rels = [self._key(*p[:3]) for b in batches for p in b]
-        write_json_atomic(sweep_dir / POINTS_FILE, {"started": self._started, "points": rels})
+        sizes = {self._key(*p[:3]): self._sizes.get(p[0]) for b in batches for p in b}
+        write_json_atomic(sweep_dir / POINTS_FILE, {"started": self._started, "points": rels, "sizes": sizes})
 
         with console() as out, quiet_launcher_lines():
             self._progress = SweepProgress(sweep_dir, out)
-            self._progress.begin(rels, {self._key(*p[:3]) for b in batches for p in b if p[4]}, self._pace())
+            done = {self._key(*p[:3]) for b in batches for p in b if p[4]}
+            self._progress.begin(rels, done, self._pace(), sizes)
             for key, entry in self._unlaunched.items():  # those found before the progress began
                 self._progress.unlaunched(key, entry["error"]["message"])
             try:
@@ -149,6 +171,7 @@ class PointByPointSweep:
             problem = unwritable_reason(run_dir)
             error = RuntimeError(problem) if problem else None
             done = error is None and will_be_skipped(config, run_dir)
+            self._sizes[index] = point_size(config)
         except Exception as err:  # a point whose config does not compose
             error = err
         finally:

@@ -2,6 +2,7 @@
 and a run killed with SIGTERM at a moment nobody chose resumes from its checkpoint to bitwise the state,
 history and result of an uninterrupted one."""
 
+import json
 import re
 import signal
 import subprocess
@@ -41,6 +42,15 @@ def test_failed_point_leaves_others_done_and_rerun_redoes_only_it(run_cli, tmp_p
     assert "valid values are [1, 4, 16, 64, 256]" in failed["error"]["message"]
     table = pd.read_csv(sweep / "results.csv")
     assert sorted(table["status"]) == ["done", "done", "failed"]
+    # the sizes the ETA weighs points by: the steps asked for, the built LLM's own parameter count
+    sizes = json.loads((sweep / "points.json").read_text())["sizes"]
+    for d in ok:
+        record = result(d)
+        assert sizes[str(d.relative_to(sweep))] == {
+            "steps": 3,
+            "llm_params": record["llm_params_non_embedding"],
+            "visual_tokens": record["visual_tokens"],
+        }
 
     stamps = {d: (d / "result.json").stat().st_mtime_ns for d in [*ok, bad]}
     time.sleep(0.05)

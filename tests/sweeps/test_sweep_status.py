@@ -10,7 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from vlmscale.progress import JOB_FILE, POINTS_FILE, SweepProgress, duration, sweep_status
+from vlmscale.progress import (
+    JOB_FILE,
+    POINTS_FILE,
+    SweepProgress,
+    duration,
+    eta_seconds,
+    eta_text,
+    sweep_status,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = [f"llm=tiny-{n}/T={t}/seed=0" for n in ("xs", "s") for t in (1, 4, 16)]
@@ -158,3 +166,71 @@ def test_durations_read_as_a_person_plans():
         "1 h 30 min",
         "2 h 01 min",
     ]
+
+
+def _two_worker_sweep():
+    """A local sweep of 4 sizes x 3 T on 2 workers, the small LLMs first (grid order), each point taking
+    30 s plus a time proportional to its work (an independent simulation of what the ETA has to predict)."""
+    sizes = [
+        {"steps": 2000, "llm_params": n, "visual_tokens": t}
+        for n in (20_000, 60_000, 180_000, 540_000)
+        for t in (1, 4, 16)
+    ]
+    took = [30 + 5e-9 * s["steps"] * s["llm_params"] * (13 + s["visual_tokens"]) for s in sizes]
+    free, ends = [0.0, 0.0], []
+    for seconds in took:
+        worker = free.index(min(free))
+        free[worker] += seconds
+        ends.append(free[worker])
+    return sizes, took, ends, max(ends)
+
+
+def test_eta_weighs_points_by_their_size():
+    sizes, took, ends, makespan = _two_worker_sweep()
+    for k in (6, 8, 10):  # once the two smaller sizes are done, the slope of time against work is known
+        now = sorted(ends)[k - 1]
+        finished = [i for i, end in enumerate(ends) if end <= now]
+        left = [i for i, end in enumerate(ends) if end > now]
+        records = {i: {"status": "done", "wall_time_s": took[i], "text_tokens": 13.0} for i in finished}
+        weighed = eta_seconds(now, [(sizes[i], records[i]) for i in finished], [sizes[i] for i in left])
+        same = eta_seconds(now, [(None, records[i]) for i in finished], [None for _ in left])
+        truth = makespan - now
+        assert abs(weighed - truth) / truth < 0.25, (k, weighed, truth)
+        assert same < truth / 2, (k, same, truth)  # what a count of points alone says: far too early
+
+
+def test_eta_without_a_rising_line_counts_points():
+    """One size finished (no slope yet), or a size unknown: every point weighs the same."""
+    small = {"steps": 10, "llm_params": 100, "visual_tokens": 1}
+    done = [(small, {"status": "done", "wall_time_s": 40.0, "text_tokens": 5})] * 2
+    big = {"steps": 10, "llm_params": 10_000, "visual_tokens": 16}
+    assert eta_seconds(100.0, done, [big, big]) == 100.0  # 2 finished in 100 s, 2 left
+    assert eta_seconds(100.0, [], [big]) is None
+    assert eta_text(2, None) == "2 left" and eta_text(0, 5.0) == "none left"
+
+
+def test_status_weighs_the_points_left_by_the_sizes_the_sweeper_wrote(tmp_path):
+    sizes, took, ends, makespan = _two_worker_sweep()
+    rels = [f"llm={s['llm_params']}/T={s['visual_tokens']}/seed=0" for s in sizes]
+    sweep, now = tmp_path / "sweep", time.time()
+    cut = sorted(ends)[7]  # 8 points finished
+    t0 = now - cut
+    sweep.mkdir()
+    (sweep / POINTS_FILE).write_text(
+        json.dumps({"started": t0, "points": rels, "sizes": dict(zip(rels, sizes, strict=True))})
+    )
+    for rel, seconds, end in zip(rels, took, ends, strict=True):
+        if end <= cut:
+            start(sweep, rel, t0 + end - seconds)
+            path = sweep / rel / "result.json"
+            record = {"status": "done", "wall_time_s": seconds, "text_tokens": 13.0, "metrics": {}}
+            path.write_text(json.dumps(record))
+            os.utime(path, (t0 + end, t0 + end))
+    text, counts = sweep_status(sweep)
+    assert counts["done"] == 8 and counts["pending"] == 4
+    last = text.splitlines()[-1]
+    assert last.startswith(f"{sweep}: 12 points: 8 done, 0 failed, 4 pending | 4 left, ETA "), last
+    minutes = last.split("ETA ")[1]
+    assert minutes.endswith(" min"), last
+    truth = (makespan - cut) / 60
+    assert abs(float(minutes[: -len(" min")]) - truth) / truth < 0.25, (last, truth)
