@@ -228,6 +228,7 @@ def test_hydra_eval_config_composes_and_runs(tiny, bench_root, tmp_path):
         "tasks=[synthetic]",
         "limit=2",
         "llm=tiny-xs",
+        "vision=tiny-clip-random",  # the checkpoint's tower: no pretraining run before its weights load
         "compressor=quecc",
         "visual_tokens=16",
         f"paths.cache_dir={cache}",

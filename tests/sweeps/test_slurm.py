@@ -20,6 +20,19 @@ def squeue_ids() -> list[str]:
     return out.split()
 
 
+def release_when_pending(job: str, timeout: float = 120) -> None:
+    """SLURM holds a requeued job back (BeginTime, set once the job has left the node): once it is pending
+    again, let it start now. An update sent while the job still runs is accepted and then overwritten."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+        if state.stdout.strip() == "PENDING":
+            update = ["scontrol", "update", f"jobid={job}", "StartTime=now"]
+            if subprocess.run(update, capture_output=True).returncode == 0:
+                return
+        time.sleep(0.2)
+
+
 def test_reduced_grid_runs_as_a_job_array(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
@@ -83,16 +96,7 @@ def test_requeued_job_resumes_from_its_checkpoint(run_cli, tmp_path):
     jobs = squeue_ids()
     assert len(jobs) == 1, jobs
     subprocess.run(["scontrol", "requeue", jobs[0]], check=True)
-    # SLURM holds a requeued job back for a while (BeginTime); let it start again now.
-    for _ in range(50):
-        if (
-            subprocess.run(
-                ["scontrol", "update", f"jobid={jobs[0]}", "StartTime=now"], capture_output=True
-            ).returncode
-            == 0
-        ):
-            break
-        time.sleep(0.2)
+    release_when_pending(jobs[0])
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-3000:]
 
