@@ -118,14 +118,14 @@ class PointByPointSweep:
             batch = self.get_job_batch()
             batches.append([self._check_point(first_index + i, list(o)) for i, o in enumerate(batch)])
             first_index += len(batch)
-        rels = [self._key(*p[:3]) for b in batches for p in b]
-        sizes = {self._key(*p[:3]): self._sizes.get(p[0]) for b in batches for p in b}
+        points = [(self._key(*p[:3]), p) for b in batches for p in b]
+        rels = [rel for rel, _ in points]
+        sizes = {rel: self._sizes.get(p[0]) for rel, p in points}
         write_json_atomic(sweep_dir / POINTS_FILE, {"started": self._started, "points": rels, "sizes": sizes})
 
         with console() as out, quiet_launcher_lines():
             self._progress = SweepProgress(sweep_dir, out)
-            done = {self._key(*p[:3]) for b in batches for p in b if p[4]}
-            self._progress.begin(rels, done, self._pace(), sizes)
+            self._progress.begin(rels, {rel for rel, p in points if p[4]}, self._pace(), sizes)
             for key, entry in self._unlaunched.items():  # those found before the progress began
                 self._progress.unlaunched(key, entry["error"]["message"])
             try:
